@@ -1,0 +1,243 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recordsync/record-sync/shared/mesh"
+)
+
+// ErrUnknownTarget is returned for a target that has no configuration.
+var ErrUnknownTarget = errors.New("unknown target")
+
+// Store is the effective per-target configuration: the defaults with the
+// overrides from KV sync_config on top. Watch keeps it current; Get is
+// cheap and safe for concurrent use.
+type Store struct {
+	kv       jetstream.KeyValue
+	defaults Defaults
+	log      *slog.Logger
+
+	mu        sync.RWMutex
+	overrides map[string]Override
+	bad       map[string]string // target -> why its KV value is not applied
+}
+
+// NewStore returns a Store over the bucket kv.
+func NewStore(kv jetstream.KeyValue, d Defaults, log *slog.Logger) *Store {
+	return &Store{kv: kv, defaults: d, log: log, overrides: map[string]Override{}, bad: map[string]string{}}
+}
+
+// Targets returns the configured target names, sorted.
+func (s *Store) Targets() []string {
+	names := make([]string, 0, len(s.defaults.Targets))
+	for n := range s.defaults.Targets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// DefaultTargets returns the targets of an event that names none.
+func (s *Store) DefaultTargets() []string { return s.defaults.DefaultTargets }
+
+// Get returns the effective configuration of target.
+func (s *Store) Get(target string) (Target, bool) {
+	t, ok := s.defaults.Targets[target]
+	if !ok {
+		return Target{}, false
+	}
+	s.mu.RLock()
+	o, has := s.overrides[target]
+	s.mu.RUnlock()
+	if has {
+		t = o.Apply(t)
+	}
+	return t, true
+}
+
+// Problems returns, per target, why a value written to KV is not applied.
+func (s *Store) Problems() map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]string, len(s.bad))
+	for k, v := range s.bad {
+		out[k] = v
+	}
+	return out
+}
+
+// Load reads the current overrides once. Watch does the same and then
+// follows changes.
+func (s *Store) Load(ctx context.Context, maxBatch func(string) int) error {
+	for _, name := range s.Targets() {
+		e, err := s.kv.Get(ctx, name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("load config %s: %w", name, err)
+		}
+		s.apply(name, e.Value(), maxBatch)
+	}
+	return nil
+}
+
+// Watch follows KV sync_config until ctx ends. A value that does not parse
+// or validate is not applied: the last good one stays, and the problem is
+// logged and reported by Problems.
+func (s *Store) Watch(ctx context.Context, maxBatch func(string) int) error {
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch config: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil { // initial values delivered
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				s.mu.Lock()
+				delete(s.overrides, e.Key())
+				delete(s.bad, e.Key())
+				s.mu.Unlock()
+				continue
+			}
+			s.apply(e.Key(), e.Value(), maxBatch)
+		}
+	}
+}
+
+func (s *Store) apply(target string, raw []byte, maxBatch func(string) int) {
+	o, t, err := s.parse(target, raw, maxBatch)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.bad[target] = err.Error()
+		s.log.Error("config_not_applied", "target", target, "error", err.Error())
+		return
+	}
+	delete(s.bad, target)
+	s.overrides[target] = o
+	s.log.Info("config_applied", "target", target, "batch_size", t.BatchSize, "enabled", t.Enabled,
+		"rate_limit_per_minute", t.RateLimitPerMinute)
+}
+
+func (s *Store) parse(target string, raw []byte, maxBatch func(string) int) (Override, Target, error) {
+	base, ok := s.defaults.Targets[target]
+	if !ok {
+		return Override{}, Target{}, fmt.Errorf("%w %q", ErrUnknownTarget, target)
+	}
+	var o Override
+	if err := decodeStrict(raw, &o); err != nil {
+		return o, base, err
+	}
+	t := o.Apply(base)
+	if errs := t.Validate("config", maxBatch(target)); len(errs) > 0 {
+		return o, t, errs
+	}
+	return o, t, nil
+}
+
+// Set merges o into the stored override of target after validating the
+// result, using the KV revision so that concurrent writers do not lose each
+// other's changes. It returns the new effective configuration; a
+// valid.Errors error names each bad field.
+func (s *Store) Set(ctx context.Context, target string, o Override, maxBatch int) (Target, error) {
+	base, ok := s.defaults.Targets[target]
+	if !ok {
+		return Target{}, fmt.Errorf("%w %q", ErrUnknownTarget, target)
+	}
+	for {
+		var cur Override
+		var rev uint64
+		e, err := s.kv.Get(ctx, target)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return Target{}, fmt.Errorf("read config %s: %w", target, err)
+		default:
+			rev = e.Revision()
+			if err := decodeStrict(e.Value(), &cur); err != nil {
+				cur = Override{} // a bad stored value is replaced, not merged
+			}
+		}
+		merged := mergeOverride(cur, o)
+		t := merged.Apply(base)
+		if errs := t.Validate("body", maxBatch); len(errs) > 0 {
+			return t, errs
+		}
+		raw, err := json.Marshal(merged)
+		if err != nil {
+			return t, fmt.Errorf("encode config: %w", err)
+		}
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, target, raw)
+		} else {
+			_, err = s.kv.Update(ctx, target, raw, rev)
+		}
+		if mesh.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return t, fmt.Errorf("write config %s: %w", target, err)
+		}
+		s.mu.Lock()
+		s.overrides[target] = merged
+		delete(s.bad, target)
+		s.mu.Unlock()
+		return t, nil
+	}
+}
+
+func mergeOverride(cur, o Override) Override {
+	if o.BatchSize != nil {
+		cur.BatchSize = o.BatchSize
+	}
+	if o.FlushInterval != nil {
+		cur.FlushInterval = o.FlushInterval
+	}
+	if o.RateLimitPerMinute != nil {
+		cur.RateLimitPerMinute = o.RateLimitPerMinute
+	}
+	if o.APIHost != nil {
+		cur.APIHost = o.APIHost
+	}
+	if o.Enabled != nil {
+		cur.Enabled = o.Enabled
+	}
+	if o.MaxAttempts != nil {
+		cur.MaxAttempts = o.MaxAttempts
+	}
+	if o.Backoff != nil {
+		cur.Backoff = o.Backoff
+	}
+	if o.MaxBacklog != nil {
+		cur.MaxBacklog = o.MaxBacklog
+	}
+	return cur
+}
+
+func decodeStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+// Package config holds record-sync's configuration: the process settings
+// read from the environment, and the per-target settings seeded from
+// defaults.json and overridden at runtime in KV sync_config.
+package config
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/recordsync/record-sync/shared/valid"
+)
+
+//go:embed defaults.json
+var defaultsJSON []byte
+
+// Duration is a time.Duration written in JSON as Go writes durations ("1s").
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"1s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Schema documents a Duration as a string in the OpenAPI description.
+func (Duration) Schema(huma.Registry) *huma.Schema {
+	return &huma.Schema{Type: huma.TypeString, Description: "Go duration", Examples: []any{"1s"}}
+}
+
+// Target is the effective configuration of one target CRM.
+type Target struct {
+	Target             string     `json:"target"`
+	BatchSize          int        `json:"batch_size" doc:"Records per CRM request, at most the CRM's maximum"`
+	FlushInterval      Duration   `json:"flush_interval" doc:"Longest wait before a partial batch is pushed"`
+	RateLimitPerMinute int        `json:"rate_limit_per_minute" doc:"CRM requests per minute, across all pusher processes"`
+	APIHost            string     `json:"api_host" doc:"Base URL of the CRM API"`
+	Enabled            bool       `json:"enabled" doc:"When false, work for this target waits in its stream"`
+	MaxAttempts        int        `json:"max_attempts" doc:"Pushes tried before an event is dead-lettered"`
+	Backoff            []Duration `json:"backoff" doc:"Delay before each retry; the last repeats"`
+	MaxBacklog         int        `json:"max_backlog" doc:"Pending records past which ingest answers 503"`
+}
+
+// Override is a partial Target: the fields set replace the effective ones.
+type Override struct {
+	BatchSize          *int        `json:"batch_size,omitempty"`
+	FlushInterval      *Duration   `json:"flush_interval,omitempty"`
+	RateLimitPerMinute *int        `json:"rate_limit_per_minute,omitempty"`
+	APIHost            *string     `json:"api_host,omitempty"`
+	Enabled            *bool       `json:"enabled,omitempty"`
+	MaxAttempts        *int        `json:"max_attempts,omitempty"`
+	Backoff            []Duration  `json:"backoff,omitempty"`
+	MaxBacklog         *int        `json:"max_backlog,omitempty"`
+}
+
+// Apply returns t with o's fields set.
+func (o Override) Apply(t Target) Target {
+	set := func(dst *int, src *int) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&t.BatchSize, o.BatchSize)
+	set(&t.RateLimitPerMinute, o.RateLimitPerMinute)
+	set(&t.MaxAttempts, o.MaxAttempts)
+	set(&t.MaxBacklog, o.MaxBacklog)
+	if o.FlushInterval != nil {
+		t.FlushInterval = *o.FlushInterval
+	}
+	if o.APIHost != nil {
+		t.APIHost = *o.APIHost
+	}
+	if o.Enabled != nil {
+		t.Enabled = *o.Enabled
+	}
+	if o.Backoff != nil {
+		t.Backoff = slices.Clone(o.Backoff)
+	}
+	return t
+}
+
+// Validate checks t, given the largest batch its CRM accepts, and names each
+// bad field under prefix.
+func (t Target) Validate(prefix string, maxBatch int) valid.Errors {
+	var errs valid.Errors
+	if t.BatchSize < 1 || t.BatchSize > maxBatch {
+		errs.Add(prefix+".batch_size", fmt.Sprintf("must be 1 to %d, the most %s accepts in one request", maxBatch, t.Target), t.BatchSize)
+	}
+	if fi := time.Duration(t.FlushInterval); fi < time.Millisecond || fi > time.Minute {
+		errs.Add(prefix+".flush_interval", "must be 1ms to 1m", fi.String())
+	}
+	if t.RateLimitPerMinute < 1 || t.RateLimitPerMinute > 1_000_000 {
+		errs.Add(prefix+".rate_limit_per_minute", "must be 1 to 1000000", t.RateLimitPerMinute)
+	}
+	if u, err := url.Parse(t.APIHost); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs.Add(prefix+".api_host", "must be an absolute http or https URL", t.APIHost)
+	}
+	if t.MaxAttempts < 1 || t.MaxAttempts > 100 {
+		errs.Add(prefix+".max_attempts", "must be 1 to 100", t.MaxAttempts)
+	}
+	if len(t.Backoff) == 0 || len(t.Backoff) > 20 {
+		errs.Add(prefix+".backoff", "must list 1 to 20 delays", nil)
+	}
+	for i, d := range t.Backoff {
+		if time.Duration(d) < 0 || time.Duration(d) > 24*time.Hour {
+			errs.Add(fmt.Sprintf("%s.backoff[%d]", prefix, i), "must be 0 to 24h", time.Duration(d).String())
+		}
+	}
+	if t.MaxBacklog < 1 {
+		errs.Add(prefix+".max_backlog", "must be at least 1", t.MaxBacklog)
+	}
+	return errs
+}
+
+// BackoffFor returns the delay before retry number attempt (1 for the first
+// retry); the last delay repeats.
+func (t Target) BackoffFor(attempt int) time.Duration {
+	if len(t.Backoff) == 0 {
+		return time.Second
+	}
+	i := min(max(attempt-1, 0), len(t.Backoff)-1)
+	return time.Duration(t.Backoff[i])
+}
+
+// Defaults is the checked-in starting configuration: which targets an event
+// without targets goes to, and each target's settings.
+type Defaults struct {
+	DefaultTargets []string          `json:"default_targets"`
+	Targets        map[string]Target `json:"targets"`
+}
+
+// LoadDefaults parses the checked-in defaults. A target with an empty
+// api_host talks to the CRM emulator at crmsimAddr, under its prefix.
+func LoadDefaults(crmsimAddr string) (Defaults, error) {
+	var d Defaults
+	if err := decodeStrict(defaultsJSON, &d); err != nil {
+		return d, fmt.Errorf("config defaults: %w", err)
+	}
+	for name, t := range d.Targets {
+		t.Target = name
+		if t.APIHost == "" {
+			t.APIHost = "http://" + crmsimAddr + "/" + name
+		}
+		d.Targets[name] = t
+	}
+	return d, nil
+}

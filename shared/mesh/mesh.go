@@ -1,0 +1,113 @@
+// Package mesh names the NATS subjects, JetStream streams, consumers and KV
+// buckets that the record-sync services share, defines the messages that
+// travel between them, and creates all of them idempotently.
+//
+// The flow, one hop per stream:
+//
+//	sync.in, sync.in.batch  (SYNC_IN)      ingest or any publisher -> rules
+//	sync.push.<target>      (SYNC_PUSH)    rules -> pusher of that target
+//	sync.status.<source>    (SYNC_STATUS)  rules, pusher, ingest -> status
+//	sync.rejected           (SYNC_REJECTED) invalid events, kept with the reason
+//	sync.dlq.<target>       (SYNC_DLQ)     events that could not be pushed
+package mesh
+
+import (
+	"time"
+
+	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// Subjects.
+const (
+	// SubjectIn carries one event, the JSON of the HTTP body.
+	SubjectIn = "sync.in"
+	// SubjectInBatch carries a Batch: many events in one message, so that
+	// they share one store write (and one fsync in the durable profile).
+	SubjectInBatch = "sync.in.batch"
+	// SubjectRejected keeps events that failed validation, with the reason
+	// in the HeaderReason header and the original bytes as the body.
+	SubjectRejected = "sync.rejected"
+)
+
+// SubjectPush is the subject carrying Work for one target.
+func SubjectPush(target string) string { return "sync.push." + target }
+
+// SubjectStatus is the subject a source (rules, pusher, ingest) publishes
+// status Changes on.
+func SubjectStatus(source string) string { return "sync.status." + source }
+
+// SubjectDLQ is the subject dead letters of one target are kept on.
+func SubjectDLQ(target string) string { return "sync.dlq." + target }
+
+// Streams.
+const (
+	StreamIn       = "SYNC_IN"
+	StreamPush     = "SYNC_PUSH"
+	StreamStatus   = "SYNC_STATUS"
+	StreamRejected = "SYNC_REJECTED"
+	StreamDLQ      = "SYNC_DLQ"
+)
+
+// Durable consumer names.
+const (
+	ConsumerRules  = "rules"
+	ConsumerStatus = "status"
+)
+
+// ConsumerPusher is the durable consumer of one target's work, shared by all
+// pusher processes.
+func ConsumerPusher(target string) string { return "pusher_" + target }
+
+// KV buckets.
+const (
+	BucketRules  = "sync_rules"
+	BucketConfig = "sync_config"
+	BucketStatus = "sync_status"
+)
+
+// Headers.
+const (
+	// HeaderMsgID is JetStream's deduplication header.
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderReason says why a message on SubjectRejected or SubjectDLQ is
+	// there.
+	HeaderReason = "Recordsync-Reason"
+	// HeaderNotBefore holds the RFC 3339 time before which a retried Work
+	// message must not be pushed.
+	HeaderNotBefore = "Recordsync-Not-Before"
+)
+
+// Batch is the body of a SubjectInBatch message.
+type Batch struct {
+	Events []event.Event `json:"events"`
+}
+
+// Item is one event on its way to one target.
+type Item struct {
+	event.Event
+	// Attempt counts pushes already tried for this event and target.
+	Attempt int `json:"attempt,omitempty"`
+	// Generation counts manual retries, so that a retried event's status
+	// supersedes its failed one.
+	Generation int `json:"generation,omitempty"`
+}
+
+// Work is the body of a SubjectPush message: items for one target, in the
+// order the rules service saw them.
+type Work struct {
+	Items []Item `json:"items"`
+}
+
+// StatusBatch is the body of a SubjectStatus message.
+type StatusBatch struct {
+	Changes []status.Change `json:"changes"`
+}
+
+// Defaults for stream limits that Options leaves at zero.
+const (
+	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultRejectedMaxAge  = 14 * 24 * time.Hour
+	DefaultDLQMaxAge       = 30 * 24 * time.Hour
+	DefaultStatusTTL       = 7 * 24 * time.Hour
+)

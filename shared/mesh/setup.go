@@ -1,0 +1,126 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options sizes the streams and buckets. Zero values take the defaults.
+type Options struct {
+	// Replicas is the replication factor of every stream and bucket (1 on a
+	// single server, 3 on a cluster).
+	Replicas int
+	// DuplicateWindow is how long SYNC_IN remembers a Nats-Msg-Id.
+	DuplicateWindow time.Duration
+	// StatusTTL is how long a record's status is kept after its last change.
+	StatusTTL time.Duration
+	// MaxInBytes bounds SYNC_IN; past it publishes are refused, never old
+	// events dropped. Zero is unlimited.
+	MaxInBytes int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if o.StatusTTL == 0 {
+		o.StatusTTL = DefaultStatusTTL
+	}
+	if o.MaxInBytes == 0 {
+		o.MaxInBytes = -1
+	}
+	return o
+}
+
+// Streams returns the configuration of every stream of the mesh.
+func Streams(o Options) []jetstream.StreamConfig {
+	o = o.withDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamIn,
+			Description: "Inbound events from the HTTP edge and direct publishers, until the rules service has routed them.",
+			Subjects:    []string{SubjectIn, SubjectInBatch},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Discard:     jetstream.DiscardNew,
+			MaxBytes:    o.MaxInBytes,
+			Duplicates:  o.DuplicateWindow,
+			Replicas:    o.Replicas,
+		},
+		{
+			Name:        StreamPush,
+			Description: "Routed work per target, until a pusher has settled it with the CRM.",
+			Subjects:    []string{SubjectPush("*")},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Discard:     jetstream.DiscardNew,
+			Replicas:    o.Replicas,
+		},
+		{
+			Name:        StreamStatus,
+			Description: "Status changes, until the status service has written them to KV sync_status.",
+			Subjects:    []string{SubjectStatus("*")},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Discard:     jetstream.DiscardNew,
+			Replicas:    o.Replicas,
+		},
+		{
+			Name:        StreamRejected,
+			Description: "Events that failed validation, with the reason in the Recordsync-Reason header.",
+			Subjects:    []string{SubjectRejected},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      DefaultRejectedMaxAge,
+			Replicas:    o.Replicas,
+		},
+		{
+			Name:        StreamDLQ,
+			Description: "Dead letters per target: events whose push failed for good, kept for manual retry.",
+			Subjects:    []string{SubjectDLQ("*")},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      DefaultDLQMaxAge,
+			Replicas:    o.Replicas,
+		},
+	}
+}
+
+// Buckets returns the configuration of every KV bucket of the mesh.
+func Buckets(o Options) []jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketRules, Description: "The rule set (key 'rules'), one revision per change.", History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketConfig, Description: "Per-target configuration overrides, key = target.", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketStatus, Description: "Current status and history per record, key = status.Key(record_id).", History: 1, TTL: o.StatusTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+	}
+}
+
+// Ensure creates or updates every stream and bucket of the mesh. It is safe
+// to call from every service at start-up, concurrently.
+func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
+	for _, cfg := range Streams(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range Buckets(o) {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// IsConflict reports whether err from a KV Create or Update means another
+// writer got there first: the caller should read again and retry.
+func IsConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}

@@ -1,0 +1,159 @@
+package rules
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recordsync/record-sync/shared/mesh"
+)
+
+// Key is the key of the rule set in KV sync_rules.
+const Key = "rules"
+
+// ErrStaleRevision is returned when a rule set is replaced with a revision
+// that is no longer the current one.
+var ErrStaleRevision = errors.New("rule set revision is not the current one")
+
+// Store keeps the current compiled rule set from KV sync_rules. Watch keeps
+// it current; a value that does not compile is not applied, the last good
+// set stays and Problem says why.
+type Store struct {
+	kv      jetstream.KeyValue
+	targets []string
+	log     *slog.Logger
+
+	mu       sync.RWMutex
+	current  *Compiled
+	revision uint64
+	problem  string
+}
+
+// NewStore returns a Store over kv, starting from the seed set.
+func NewStore(kv jetstream.KeyValue, seed *Compiled, targets []string, log *slog.Logger) *Store {
+	return &Store{kv: kv, targets: targets, log: log, current: seed}
+}
+
+// Current returns the rule set in force and its KV revision.
+func (s *Store) Current() (*Compiled, uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.current, s.revision
+}
+
+// Problem returns why the newest KV value is not applied, or "".
+func (s *Store) Problem() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.problem
+}
+
+// Seed stores seed in KV when the bucket holds no rule set yet.
+func Seed(ctx context.Context, kv jetstream.KeyValue, seed []byte) error {
+	_, err := kv.Create(ctx, Key, seed)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("seed rules: %w", err)
+	}
+	return nil
+}
+
+// Read returns the stored rule set and its revision, straight from KV.
+func (s *Store) Read(ctx context.Context) (Set, uint64, error) {
+	e, err := s.kv.Get(ctx, Key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Set{Rules: []Rule{}}, 0, nil
+	}
+	if err != nil {
+		return Set{}, 0, fmt.Errorf("read rules: %w", err)
+	}
+	var set Set
+	if err := json.Unmarshal(e.Value(), &set); err != nil {
+		return Set{}, e.Revision(), fmt.Errorf("stored rules: %w", err)
+	}
+	return set, e.Revision(), nil
+}
+
+// Replace validates set and stores it in place of revision. It returns the
+// new revision; a valid.Errors error names each bad rule, ErrStaleRevision
+// means another writer replaced revision first.
+func (s *Store) Replace(ctx context.Context, set Set, revision uint64) (uint64, error) {
+	c, errs := Compile(set, s.targets)
+	if len(errs) > 0 {
+		return 0, errs
+	}
+	raw, err := json.Marshal(set)
+	if err != nil {
+		return 0, fmt.Errorf("encode rules: %w", err)
+	}
+	var rev uint64
+	if revision == 0 {
+		rev, err = s.kv.Create(ctx, Key, raw)
+	} else {
+		rev, err = s.kv.Update(ctx, Key, raw, revision)
+	}
+	if mesh.IsConflict(err) {
+		return 0, ErrStaleRevision
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write rules: %w", err)
+	}
+	s.install(c, rev, "")
+	return rev, nil
+}
+
+func (s *Store) install(c *Compiled, rev uint64, problem string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rev < s.revision {
+		return
+	}
+	if c != nil {
+		s.current = c
+	}
+	s.revision = rev
+	s.problem = problem
+}
+
+// Watch follows KV sync_rules until ctx ends. ready is closed once the
+// stored set (if any) has been read.
+func (s *Store) Watch(ctx context.Context, ready chan<- struct{}) error {
+	w, err := s.kv.Watch(ctx, Key)
+	if err != nil {
+		return fmt.Errorf("watch rules: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil {
+				if ready != nil {
+					close(ready)
+					ready = nil
+				}
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				s.log.Warn("rules_deleted_keeping_last_good", "revision", e.Revision())
+				continue
+			}
+			c, err := Parse(e.Value(), s.targets)
+			if err != nil {
+				s.log.Error("rules_not_applied", "revision", e.Revision(), "error", err.Error())
+				s.install(nil, e.Revision(), fmt.Sprintf("rule set revision %d not applied: %v", e.Revision(), err))
+				continue
+			}
+			s.install(c, e.Revision(), "")
+			s.log.Info("rules_applied", "revision", e.Revision(), "rules", len(c.rules))
+		}
+	}
+}

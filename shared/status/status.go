@@ -1,0 +1,196 @@
+// Package status is the status model of record-sync: the states a record
+// goes through per target, the changes the services publish, and how a
+// change is applied so that a late change of an older event never
+// overwrites a newer one.
+package status
+
+import (
+	"strings"
+	"time"
+)
+
+// State is where a record stands for one target.
+type State string
+
+// The states, in the order a record normally passes them.
+const (
+	StateAccepted      State = "accepted"
+	StateQueued        State = "queued"
+	StateSkippedByRule State = "skipped_by_rule"
+	StateRetrying      State = "retrying"
+	StateSynced        State = "synced"
+	StateFailed        State = "failed"
+)
+
+// rank orders the states of one event: a change never moves an event back
+// to a lower rank (a late "queued" after "synced" is ignored).
+func (s State) rank() int {
+	switch s {
+	case StateAccepted:
+		return 0
+	case StateQueued:
+		return 1
+	case StateRetrying:
+		return 2
+	default: // synced, failed, skipped_by_rule: final for this event.
+		return 3
+	}
+}
+
+// Final reports whether s ends the life of an event for a target.
+func (s State) Final() bool { return s.rank() == 3 }
+
+// Error classes of a failed push.
+const (
+	ClassTransient   = "transient"
+	ClassRateLimited = "rate_limited"
+	ClassPermanent   = "permanent"
+)
+
+// Error is why a record is retrying or failed.
+type Error struct {
+	Class        string `json:"class" enum:"transient,rate_limited,permanent"`
+	Code         string `json:"code" doc:"The CRM's code, or record-sync's for rule and validation failures"`
+	Message      string `json:"message"`
+	DeadLettered bool   `json:"dead_lettered"`
+}
+
+// Transition is one entry of a target's history.
+type Transition struct {
+	State State     `json:"state"`
+	At    time.Time `json:"at"`
+}
+
+// HistoryLen is how many transitions a target keeps.
+const HistoryLen = 20
+
+// Target is the status of one record for one target.
+type Target struct {
+	State      State        `json:"state"`
+	EventID    string       `json:"event_id"`
+	Operation  string       `json:"operation"`
+	Attempts   int          `json:"attempts"`
+	CRMID      *string      `json:"crm_id"`
+	LastError  *Error       `json:"last_error"`
+	RuleID     *string      `json:"rule_id"`
+	OccurredAt time.Time    `json:"occurred_at"`
+	Generation int          `json:"generation,omitempty"`
+	UpdatedAt  time.Time    `json:"updated_at"`
+	History    []Transition `json:"history"`
+}
+
+// Record is the status of one record for every target it was sent to; it is
+// the value stored in KV sync_status.
+type Record struct {
+	RecordID string             `json:"record_id"`
+	Targets  map[string]*Target `json:"targets"`
+}
+
+// Change is one state change of one record for one target, as the services
+// publish it.
+type Change struct {
+	RecordID   string    `json:"record_id"`
+	Target     string    `json:"target"`
+	EventID    string    `json:"event_id"`
+	Operation  string    `json:"operation"`
+	OccurredAt time.Time `json:"occurred_at"`
+	Generation int       `json:"generation,omitempty"`
+	State      State     `json:"state"`
+	Attempts   int       `json:"attempts,omitempty"`
+	CRMID      string    `json:"crm_id,omitempty"`
+	RuleID     string    `json:"rule_id,omitempty"`
+	Error      *Error    `json:"error,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// newer compares the event and step of c with those of t: it reports
+// whether c belongs after what t shows.
+func (c *Change) newer(t *Target) bool {
+	if !c.OccurredAt.Equal(t.OccurredAt) {
+		return c.OccurredAt.After(t.OccurredAt)
+	}
+	if c.EventID != t.EventID {
+		// Two events of one record at the same instant: the larger id wins,
+		// the same way everywhere.
+		return c.EventID > t.EventID
+	}
+	if c.Generation != t.Generation {
+		return c.Generation > t.Generation
+	}
+	if c.State.rank() != t.State.rank() {
+		return c.State.rank() > t.State.rank()
+	}
+	// Same rank: a later attempt of a retry, or a repeat.
+	return c.State == StateRetrying && c.Attempts > t.Attempts
+}
+
+// Apply applies c to r and reports whether anything changed. A change that
+// belongs to an older event, or to an earlier step of the same event, than
+// what r shows is ignored.
+func (r *Record) Apply(c Change) bool {
+	if r.Targets == nil {
+		r.Targets = make(map[string]*Target)
+	}
+	r.RecordID = c.RecordID
+	t, ok := r.Targets[c.Target]
+	if ok && !c.newer(t) {
+		return false
+	}
+	if !ok {
+		t = &Target{}
+		r.Targets[c.Target] = t
+	}
+	if t.EventID != c.EventID {
+		// A new event starts clean; the history runs on.
+		// The CRM id stays: it names the same CRM record.
+		t.LastError, t.RuleID = nil, nil
+	}
+	t.State = c.State
+	t.EventID = c.EventID
+	t.Operation = c.Operation
+	t.OccurredAt = c.OccurredAt
+	t.Generation = c.Generation
+	t.Attempts = c.Attempts
+	if c.CRMID != "" {
+		id := c.CRMID
+		t.CRMID = &id
+	}
+	if c.RuleID != "" {
+		id := c.RuleID
+		t.RuleID = &id
+	}
+	if c.Error != nil {
+		e := *c.Error
+		t.LastError = &e
+	} else if c.State == StateSynced || c.State == StateQueued {
+		t.LastError = nil
+	}
+	t.UpdatedAt = c.At
+	t.History = append(t.History, Transition{State: c.State, At: c.At})
+	if n := len(t.History); n > HistoryLen {
+		t.History = append(t.History[:0], t.History[n-HistoryLen:]...)
+	}
+	return true
+}
+
+// Key returns the KV key of a record id. Record ids may hold ':' and '@',
+// which KV keys may not, and '.', which KV treats as a token separator, so
+// every byte outside A-Z a-z 0-9 _ - is written as '=' and two hex digits:
+// "c-123" stays "c-123", "ada@x.io" becomes "ada=40x=2Eio".
+func Key(recordID string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(recordID) + 8)
+	for i := 0; i < len(recordID); i++ {
+		c := recordID[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('=')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xF])
+		}
+	}
+	return b.String()
+}
