@@ -1,0 +1,265 @@
+// Package crmsim is the CRM emulator: it serves Salesforce, HubSpot and
+// Outreach, each under its prefix, with the real APIs' paths, auth,
+// validation, bodies and rate limits, plus the test controls under /_sim/
+// (faults, stats, reset) that DESIGN.md names.
+package crmsim
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Faults is what PUT /_sim/{crm}/faults sets. Probabilities are 0..1.
+type Faults struct {
+	Error5xx          float64 `json:"error_5xx"`
+	RateLimited       float64 `json:"rate_limited"`
+	Timeout           float64 `json:"timeout"`
+	PartialBatchError float64 `json:"partial_batch_error"`
+	LatencyMS         int     `json:"latency_ms"`
+	Down              bool    `json:"down"`
+	// RateLimit requests are allowed per RateWindowMS; past it the CRM
+	// answers as the real one does when its limit is hit. 0 keeps the CRM's
+	// own default.
+	RateLimit    int `json:"rate_limit"`
+	RateWindowMS int `json:"rate_window_ms"`
+}
+
+// Stats is what GET /_sim/{crm}/stats answers.
+type Stats struct {
+	RequestsByStatus    map[string]int `json:"requests_by_status"`
+	RecordsStored       int            `json:"records_stored"`
+	DuplicatesCreated   int            `json:"duplicates_created"`
+	MaxRequestsInWindow int            `json:"max_requests_in_window"`
+}
+
+// Quota is the emulated rate limit state a CRM reports in its headers.
+type Quota struct {
+	Limit     int
+	Remaining int
+	Window    time.Duration
+	Reset     time.Time
+}
+
+// Sim holds the faults, quota window and counters of one emulated CRM. The
+// CRM's handlers call Admit first and Count after answering.
+type Sim struct {
+	defaultLimit  int
+	defaultWindow time.Duration
+
+	mu          sync.Mutex
+	faults      Faults
+	windowStart time.Time
+	inWindow    int
+	maxInWindow int
+	byStatus    map[int]int
+	duplicates  int
+	rng         *rand.Rand
+}
+
+// NewSim returns the state of a CRM whose own quota is limit requests per
+// window.
+func NewSim(limit int, window time.Duration) *Sim {
+	s := &Sim{defaultLimit: limit, defaultWindow: window}
+	s.resetLocked()
+	return s
+}
+
+func (s *Sim) resetLocked() {
+	s.faults = Faults{}
+	s.windowStart = time.Time{}
+	s.inWindow, s.maxInWindow, s.duplicates = 0, 0, 0
+	s.byStatus = map[int]int{}
+	s.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+}
+
+// Reset clears faults and counters.
+func (s *Sim) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetLocked()
+}
+
+// SetFaults replaces the faults.
+func (s *Sim) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+}
+
+// Faults returns the current faults.
+func (s *Sim) Faults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+// Verdict is what Admit decided for a request.
+type Verdict int
+
+// Verdicts, checked by the CRM handler in this order.
+const (
+	// Serve: handle the request normally.
+	Serve Verdict = iota
+	// Down: the CRM is unreachable; the handler answers nothing useful.
+	Down
+	// Limited: the quota is exhausted or a rate-limit fault fired.
+	Limited
+	// Fail5xx: answer a server error.
+	Fail5xx
+)
+
+// Admission is the outcome of Admit for one request.
+type Admission struct {
+	Verdict Verdict
+	Quota   Quota
+	// TimeoutAfter: apply the request, then do not answer in time.
+	Timeout bool
+	// Partial: fail some items of a batch.
+	Partial float64
+}
+
+// Admit counts a request against the quota and rolls the fault dice.
+func (s *Sim) Admit() Admission {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults
+	if f.Down {
+		return Admission{Verdict: Down}
+	}
+	limit, window := s.defaultLimit, s.defaultWindow
+	if f.RateLimit > 0 {
+		limit = f.RateLimit
+	}
+	if f.RateWindowMS > 0 {
+		window = time.Duration(f.RateWindowMS) * time.Millisecond
+	}
+	now := time.Now()
+	if now.Sub(s.windowStart) >= window {
+		s.windowStart, s.inWindow = now, 0
+	}
+	q := Quota{Limit: limit, Window: window, Reset: s.windowStart.Add(window)}
+	if s.inWindow >= limit {
+		q.Remaining = 0
+		return Admission{Verdict: Limited, Quota: q}
+	}
+	s.inWindow++
+	s.maxInWindow = max(s.maxInWindow, s.inWindow)
+	q.Remaining = limit - s.inWindow
+	a := Admission{Verdict: Serve, Quota: q, Partial: f.PartialBatchError}
+	switch r := s.rng.Float64(); {
+	case r < f.Error5xx:
+		a.Verdict = Fail5xx
+	case r < f.Error5xx+f.RateLimited:
+		a.Verdict = Limited
+	case r < f.Error5xx+f.RateLimited+f.Timeout:
+		a.Timeout = true
+	}
+	return a
+}
+
+// Roll reports true with probability p, for per-item faults.
+func (s *Sim) Roll(p float64) bool {
+	if p <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.Float64() < p
+}
+
+// Latency waits for the configured latency, or until the request ends.
+func (s *Sim) Latency(r *http.Request) {
+	ms := s.Faults().LatencyMS
+	if ms <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+}
+
+// Count records the status a request was answered with.
+func (s *Sim) Count(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byStatus[status]++
+}
+
+// Duplicate records a create for an identity already stored.
+func (s *Sim) Duplicate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.duplicates++
+}
+
+// Stats returns the counters; stored is the CRM's record count.
+func (s *Sim) Stats(stored int) Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{RequestsByStatus: map[string]int{}, RecordsStored: stored, DuplicatesCreated: s.duplicates, MaxRequestsInWindow: s.maxInWindow}
+	for code, n := range s.byStatus {
+		st.RequestsByStatus[strconv.Itoa(code)] = n
+	}
+	return st
+}
+
+// Hang holds a request that was applied but must look timed out to the
+// client: it answers only after the client has given up, or after a minute.
+func Hang(r *http.Request) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+}
+
+// WriteJSON writes v as JSON with status and content type ct.
+func WriteJSON(w http.ResponseWriter, status int, ct string, v any) {
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// StatusRecorder remembers the status a handler wrote.
+type StatusRecorder struct {
+	http.ResponseWriter
+	Status int
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (r *StatusRecorder) WriteHeader(code int) {
+	if r.Status == 0 {
+		r.Status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *StatusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Write implements http.ResponseWriter.
+func (r *StatusRecorder) Write(b []byte) (int, error) {
+	if r.Status == 0 {
+		r.Status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Refuse closes the connection without an answer, as an unreachable CRM
+// looks to a client.
+func Refuse(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	_ = conn.Close()
+}

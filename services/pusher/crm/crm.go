@@ -1,0 +1,163 @@
+// Package crm defines what a CRM plugin of the pusher is: how a record is
+// identified in the CRM, how System A's fields become the CRM's, the largest
+// batch the CRM accepts, and a batch push that classifies each record's
+// result. Plugins live in sub-packages, one per CRM, and are put in a
+// Registry explicitly at start-up.
+package crm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/recordsync/record-sync/shared/event"
+)
+
+// Class is how a pushed record fared.
+type Class int
+
+// Classes of results.
+const (
+	// OK: the CRM confirmed the record; Result.CRMID is its id there.
+	OK Class = iota
+	// Transient: try again later (5xx, timeouts, a temporary item error).
+	Transient
+	// RateLimited: the CRM's limit was hit; try again after RetryAfter.
+	RateLimited
+	// Permanent: the CRM refused the record; retrying cannot help.
+	Permanent
+)
+
+// String returns the class as status.Error.Class spells it.
+func (c Class) String() string {
+	switch c {
+	case OK:
+		return "ok"
+	case Transient:
+		return "transient"
+	case RateLimited:
+		return "rate_limited"
+	default:
+		return "permanent"
+	}
+}
+
+// Record is one record to push: the event and what the plugin's
+// Identify and Transform made of it.
+type Record struct {
+	Event *event.Event
+	// Identity is the record's key in the CRM (an email, an external id).
+	Identity string
+	// Fields is the CRM payload.
+	Fields map[string]any
+}
+
+// Result is the outcome of pushing one Record.
+type Result struct {
+	Class Class
+	// CRMID is the CRM's id of the record, when the CRM said it.
+	CRMID string
+	// Code and Message are the CRM's, for failures.
+	Code    string
+	Message string
+	// RetryAfter is how long the CRM asked to wait, for RateLimited.
+	RetryAfter time.Duration
+}
+
+// Quota is what the CRM said about its limit in the last response.
+type Quota struct {
+	Remaining int
+	Limit     int
+	Window    time.Duration
+	Known     bool
+}
+
+// CRM is a CRM plugin.
+//
+// Lifecycle: the plugin is built with its credentials, Push may be called
+// from one goroutine per target at a time and authenticates lazily (a
+// token is fetched on first use and renewed when the CRM says it expired),
+// Close releases connections. Push never returns fewer results than
+// records: a failure of the whole request becomes that result for every
+// record, so that the caller settles each one.
+type CRM interface {
+	// Name is the target name ("hubspot").
+	Name() string
+	// MaxBatch is the most records one Push may carry.
+	MaxBatch() int
+	// Identify returns the record's key in the CRM, or an error when the
+	// event lacks it; such an event fails permanently.
+	Identify(ev *event.Event) (string, error)
+	// Transform maps the event's data to the CRM's fields.
+	Transform(ev *event.Event) (map[string]any, error)
+	// Push writes recs (creates and updates as upserts by identity, deletes)
+	// to the CRM at apiHost and returns one result per record, in order.
+	Push(ctx context.Context, apiHost string, recs []Record) []Result
+	// Close releases the plugin's resources.
+	Close() error
+}
+
+// ErrMissingIdentity is returned by Identify for an event the CRM cannot
+// match a record by.
+var ErrMissingIdentity = errors.New("missing identity")
+
+// Registry holds the CRM plugins by name.
+type Registry struct {
+	crms map[string]CRM
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{crms: map[string]CRM{}} }
+
+// Register adds c; a second plugin of the same name is an error.
+func (r *Registry) Register(c CRM) error {
+	if _, dup := r.crms[c.Name()]; dup {
+		return fmt.Errorf("crm %q registered twice", c.Name())
+	}
+	r.crms[c.Name()] = c
+	return nil
+}
+
+// Get returns the plugin named name.
+func (r *Registry) Get(name string) (CRM, bool) {
+	c, ok := r.crms[name]
+	return c, ok
+}
+
+// Names returns the registered names, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.crms))
+	for n := range r.crms {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// MaxBatch returns the largest batch of the named CRM, 0 if unknown.
+func (r *Registry) MaxBatch(name string) int {
+	if c, ok := r.crms[name]; ok {
+		return c.MaxBatch()
+	}
+	return 0
+}
+
+// Close closes every plugin.
+func (r *Registry) Close() error {
+	var errs []error
+	for _, c := range r.crms {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// All returns results, one per record, all equal to res.
+func All(n int, res Result) []Result {
+	out := make([]Result, n)
+	for i := range out {
+		out[i] = res
+	}
+	return out
+}

@@ -1,0 +1,54 @@
+package crm
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// FromStatus classifies a whole-request HTTP failure: 429 is RateLimited
+// (with Retry-After, seconds or an HTTP date), 408, 5xx and 401 (a token
+// that expired under us) are Transient, other 4xx are Permanent.
+func FromStatus(status int, h http.Header, code, msg string) Result {
+	r := Result{Code: code, Message: msg}
+	switch {
+	case status == http.StatusTooManyRequests:
+		r.Class = RateLimited
+		r.RetryAfter = RetryAfter(h, time.Now())
+	case status == http.StatusRequestTimeout, status == http.StatusUnauthorized, status >= 500:
+		r.Class = Transient
+	default:
+		r.Class = Permanent
+	}
+	if r.Code == "" {
+		r.Code = "HTTP_" + strconv.Itoa(status)
+	}
+	return r
+}
+
+// FromError classifies a request that got no answer: the CRM may or may
+// not have applied it, so it is Transient (pushes are idempotent upserts).
+func FromError(err error) Result {
+	code := "NETWORK"
+	if errors.Is(err, context.DeadlineExceeded) {
+		code = "TIMEOUT"
+	}
+	return Result{Class: Transient, Code: code, Message: err.Error()}
+}
+
+// RetryAfter parses a Retry-After header; 0 when absent or unparsable.
+func RetryAfter(h http.Header, now time.Time) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}

@@ -1,0 +1,304 @@
+// Package hubspot is the pusher's HubSpot plugin: private-app bearer auth,
+// contacts written with batch upsert by email (up to 100 per request) and
+// deleted with batch read by email then batch archive; per-item results
+// from the 200/207 body, 429s with their policy and the
+// X-HubSpot-RateLimit-* headers understood.
+package hubspot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/shared/event"
+)
+
+// MaxBatch is the most inputs HubSpot takes in one batch request.
+const MaxBatch = 100
+
+// fieldMap is the default mapping from System A's fields to HubSpot contact
+// properties. Fields not listed are not sent.
+var fieldMap = map[string]string{
+	"email":      "email",
+	"first_name": "firstname",
+	"last_name":  "lastname",
+	"phone":      "phone",
+	"mobile":     "mobilephone",
+	"company":    "company",
+	"title":      "jobtitle",
+	"website":    "website",
+	"city":       "city",
+	"state":      "state",
+	"zip":        "zip",
+	"country":    "country",
+}
+
+// Client is the HubSpot plugin.
+type Client struct {
+	token string
+	http  *http.Client
+
+	mu    sync.Mutex
+	quota crm.Quota
+}
+
+var _ crm.CRM = (*Client)(nil)
+
+// New returns a plugin authenticating with a private app token.
+func New(token string, timeout time.Duration) *Client {
+	return &Client{token: token, http: &http.Client{Timeout: timeout}}
+}
+
+// Name implements crm.CRM.
+func (c *Client) Name() string { return "hubspot" }
+
+// MaxBatch implements crm.CRM.
+func (c *Client) MaxBatch() int { return MaxBatch }
+
+// Close implements crm.CRM.
+func (c *Client) Close() error {
+	c.http.CloseIdleConnections()
+	return nil
+}
+
+// Quota returns what the last response said of the rate limit.
+func (c *Client) Quota() crm.Quota {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.quota
+}
+
+// Identify implements crm.CRM: HubSpot matches contacts by email.
+func (c *Client) Identify(ev *event.Event) (string, error) {
+	e, _ := ev.Data["email"].(string)
+	e = strings.ToLower(strings.TrimSpace(e))
+	if e == "" {
+		return "", fmt.Errorf("hubspot matches contacts by email, and the event has none: %w", crm.ErrMissingIdentity)
+	}
+	return e, nil
+}
+
+// Transform implements crm.CRM. HubSpot property values are strings; a null
+// clears the property (sent as "").
+func (c *Client) Transform(ev *event.Event) (map[string]any, error) {
+	out := make(map[string]any, len(ev.Data))
+	for k, v := range ev.Data {
+		p, ok := fieldMap[k]
+		if !ok {
+			continue
+		}
+		out[p] = stringValue(v)
+	}
+	return out, nil
+}
+
+func stringValue(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// Push implements crm.CRM.
+func (c *Client) Push(ctx context.Context, apiHost string, recs []crm.Record) []crm.Result {
+	results := make([]crm.Result, len(recs))
+	var upserts, deletes []int
+	for i, r := range recs {
+		if r.Event.Operation == event.OpDelete {
+			deletes = append(deletes, i)
+		} else {
+			upserts = append(upserts, i)
+		}
+	}
+	base := strings.TrimRight(apiHost, "/") + "/crm/v3/objects/contacts/batch/"
+	if len(upserts) > 0 {
+		c.upsert(ctx, base, recs, upserts, results)
+	}
+	if len(deletes) > 0 {
+		c.delete(ctx, base, recs, deletes, results)
+	}
+	return results
+}
+
+type input struct {
+	ID         string         `json:"id"`
+	IDProperty string         `json:"idProperty,omitempty"`
+	Properties map[string]any `json:"properties,omitempty"`
+}
+
+type batchResponse struct {
+	Results []struct {
+		ID         string            `json:"id"`
+		Properties map[string]string `json:"properties"`
+	} `json:"results"`
+	Errors []apiError `json:"errors"`
+}
+
+type apiError struct {
+	Status   string `json:"status"`
+	Message  string `json:"message"`
+	Category string `json:"category"`
+	Context  struct {
+		IDs []string `json:"ids"`
+	} `json:"context"`
+	Errors []struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"errors"`
+	PolicyName string `json:"policyName"`
+}
+
+func (c *Client) upsert(ctx context.Context, base string, recs []crm.Record, idx []int, results []crm.Result) {
+	inputs := make([]input, len(idx))
+	for j, i := range idx {
+		props := recs[i].Fields
+		inputs[j] = input{ID: recs[i].Identity, IDProperty: "email", Properties: props}
+	}
+	var resp batchResponse
+	if res, ok := c.call(ctx, base+"upsert", inputs, &resp); !ok {
+		setAll(results, idx, res)
+		return
+	}
+	ok := make(map[string]string, len(resp.Results))
+	for _, r := range resp.Results {
+		ok[strings.ToLower(r.Properties["email"])] = r.ID
+	}
+	failed := itemErrors(resp.Errors)
+	for _, i := range idx {
+		id := recs[i].Identity
+		if crmID, found := ok[id]; found {
+			results[i] = crm.Result{Class: crm.OK, CRMID: crmID}
+		} else if res, found := failed[id]; found {
+			results[i] = res
+		} else {
+			results[i] = crm.Result{Class: crm.Transient, Code: "MISSING_RESULT", Message: "HubSpot returned no result for this input"}
+		}
+	}
+}
+
+// itemErrors maps the per-input errors of a 207 body to results by input id.
+func itemErrors(errs []apiError) map[string]crm.Result {
+	out := map[string]crm.Result{}
+	for _, e := range errs {
+		res := crm.Result{Class: crm.Permanent, Code: e.Category, Message: e.Message}
+		if len(e.Errors) > 0 && e.Errors[0].Code != "" {
+			res.Code = e.Errors[0].Code
+		}
+		switch e.Category {
+		case "INTERNAL_ERROR", "RATE_LIMITS", "LOCKED", "TIMEOUT":
+			res.Class = crm.Transient
+		}
+		for _, id := range e.Context.IDs {
+			out[strings.ToLower(id)] = res
+		}
+	}
+	return out
+}
+
+func (c *Client) delete(ctx context.Context, base string, recs []crm.Record, idx []int, results []crm.Result) {
+	inputs := make([]input, len(idx))
+	for j, i := range idx {
+		inputs[j] = input{ID: recs[i].Identity}
+	}
+	var found batchResponse
+	res, ok := c.call(ctx, base+"read", map[string]any{"idProperty": "email", "inputs": inputs, "properties": []string{"email"}}, &found)
+	if !ok {
+		setAll(results, idx, res)
+		return
+	}
+	ids := make(map[string]string, len(found.Results))
+	var archive []input
+	for _, r := range found.Results {
+		ids[strings.ToLower(r.Properties["email"])] = r.ID
+		archive = append(archive, input{ID: r.ID})
+	}
+	if len(archive) > 0 {
+		if res, ok := c.call(ctx, base+"archive", map[string]any{"inputs": archive}, nil); !ok {
+			setAll(results, idx, res)
+			return
+		}
+	}
+	for _, i := range idx {
+		// A contact that is not there is as deleted as HubSpot can make it.
+		results[i] = crm.Result{Class: crm.OK, CRMID: ids[recs[i].Identity]}
+	}
+}
+
+func setAll(results []crm.Result, idx []int, res crm.Result) {
+	for _, i := range idx {
+		results[i] = res
+	}
+}
+
+// call POSTs body as JSON; for a 200, 204 or 207 it decodes the answer into
+// out and reports ok, otherwise it returns the classified failure.
+func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Result, bool) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return crm.Result{Class: crm.Permanent, Code: "ENCODE", Message: err.Error()}, false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return crm.Result{Class: crm.Permanent, Code: "REQUEST", Message: err.Error()}, false
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return crm.FromError(err), false
+	}
+	defer resp.Body.Close()
+	c.noteQuota(resp.Header)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return crm.FromError(err), false
+	}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusMultiStatus, http.StatusNoContent:
+		if out != nil && len(raw) > 0 {
+			if err := json.Unmarshal(raw, out); err != nil {
+				return crm.Result{Class: crm.Transient, Code: "DECODE", Message: "undecodable HubSpot answer: " + err.Error()}, false
+			}
+		}
+		return crm.Result{}, true
+	}
+	var e apiError
+	_ = json.Unmarshal(raw, &e) // the status alone classifies an unreadable body
+	code := e.Category
+	if resp.StatusCode == http.StatusTooManyRequests && e.PolicyName != "" {
+		code = "RATE_LIMIT:" + e.PolicyName
+	}
+	msg := e.Message
+	if msg == "" {
+		msg = strings.TrimSpace(string(raw[:min(len(raw), 200)]))
+	}
+	return crm.FromStatus(resp.StatusCode, resp.Header, code, msg), false
+}
+
+func (c *Client) noteQuota(h http.Header) {
+	maxV, err1 := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Max"))
+	rem, err2 := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Remaining"))
+	ms, err3 := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Interval-Milliseconds"))
+	if err1 != nil || err2 != nil || err3 != nil {
+		return
+	}
+	c.mu.Lock()
+	c.quota = crm.Quota{Limit: maxV, Remaining: rem, Window: time.Duration(ms) * time.Millisecond, Known: true}
+	c.mu.Unlock()
+}
