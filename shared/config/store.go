@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,7 +143,7 @@ func (s *Store) parse(target string, raw []byte, maxBatch func(string) int) (Ove
 		return Override{}, Target{}, fmt.Errorf("%w %q", ErrUnknownTarget, target)
 	}
 	var o Override
-	if err := decodeStrict(raw, &o); err != nil {
+	if err := mesh.DecodeStrict(raw, &o); err != nil {
 		return o, base, err
 	}
 	t := o.Apply(base)
@@ -173,7 +172,7 @@ func (s *Store) Set(ctx context.Context, target string, o Override, maxBatch int
 			return Target{}, fmt.Errorf("read config %s: %w", target, err)
 		default:
 			rev = e.Revision()
-			if err := decodeStrict(e.Value(), &cur); err != nil {
+			if err := mesh.DecodeStrict(e.Value(), &cur); err != nil {
 				cur = Override{} // a bad stored value is replaced, not merged
 			}
 		}
@@ -231,13 +230,4 @@ func mergeOverride(cur, o Override) Override {
 		cur.MaxBacklog = o.MaxBacklog
 	}
 	return cur
-}
-
-func decodeStrict(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("decode: %w", err)
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/valid"
 )
 
@@ -149,7 +150,7 @@ type Defaults struct {
 // api_host talks to the CRM emulator at crmsimAddr, under its prefix.
 func LoadDefaults(crmsimAddr string) (Defaults, error) {
 	var d Defaults
-	if err := decodeStrict(defaultsJSON, &d); err != nil {
+	if err := mesh.DecodeStrict(defaultsJSON, &d); err != nil {
 		return d, fmt.Errorf("config defaults: %w", err)
 	}
 	for name, t := range d.Targets {

@@ -8,7 +8,7 @@
 //	sync.push.<target>      (SYNC_PUSH)    rules -> pusher of that target
 //	sync.status.<source>    (SYNC_STATUS)  rules, pusher, ingest -> status
 //	sync.rejected           (SYNC_REJECTED) invalid events, kept with the reason
-//	sync.dlq.<target>       (SYNC_DLQ)     events that could not be pushed
+//	sync.dlq.<target>.<key> (SYNC_DLQ)     events that could not be pushed
 package mesh
 
 import (
@@ -37,8 +37,10 @@ func SubjectPush(target string) string { return "sync.push." + target }
 // status Changes on.
 func SubjectStatus(source string) string { return "sync.status." + source }
 
-// SubjectDLQ is the subject dead letters of one target are kept on.
-func SubjectDLQ(target string) string { return "sync.dlq." + target }
+// SubjectDLQ is the subject of a record's dead letters for one target; the
+// last message on it is what a manual retry re-enqueues. recordKey is
+// status.Key of the record id.
+func SubjectDLQ(target, recordKey string) string { return "sync.dlq." + target + "." + recordKey }
 
 // Streams.
 const (
@@ -73,6 +75,11 @@ const (
 	// HeaderReason says why a message on SubjectRejected or SubjectDLQ is
 	// there.
 	HeaderReason = "Recordsync-Reason"
+	// HeaderSubject is the subject a rejected message was published to.
+	HeaderSubject = "Recordsync-Subject"
+	// HeaderCount is the number of items of a Work message, so that a
+	// pusher can fill a batch without decoding.
+	HeaderCount = "Recordsync-Count"
 	// HeaderNotBefore holds the RFC 3339 time before which a retried Work
 	// message must not be pushed.
 	HeaderNotBefore = "Recordsync-Not-Before"

@@ -84,7 +84,7 @@ func Streams(o Options) []jetstream.StreamConfig {
 		{
 			Name:        StreamDLQ,
 			Description: "Dead letters per target: events whose push failed for good, kept for manual retry.",
-			Subjects:    []string{SubjectDLQ("*")},
+			Subjects:    []string{SubjectDLQ("*", ">")},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			MaxAge:      DefaultDLQMaxAge,

@@ -29,8 +29,8 @@ func TestPermissions(t *testing.T) {
 		{"status writes status", "status", "$KV.sync_status.x", true},
 		{"status may not publish events", "status", mesh.SubjectIn, false},
 		{"rules routes work", "rules", mesh.SubjectPush("hubspot"), true},
-		{"rules may not dead-letter", "rules", mesh.SubjectDLQ("hubspot"), false},
-		{"pusher dead-letters", "pusher", mesh.SubjectDLQ("hubspot"), true},
+		{"rules may not dead-letter", "rules", mesh.SubjectDLQ("hubspot", "c-1"), false},
+		{"pusher dead-letters", "pusher", mesh.SubjectDLQ("hubspot", "c-1"), true},
 		{"pusher may not write rules", "pusher", "$KV.sync_rules.rules", false},
 	}
 	for _, tt := range tests {

@@ -5,12 +5,12 @@
 package rules
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/valid"
 )
 
@@ -82,23 +82,14 @@ func (c *Compiled) Set() Set { return c.set }
 // compiles it.
 func Parse(raw []byte, targets []string) (*Compiled, error) {
 	var s Set
-	if err := decodeStrict(raw, &s); err != nil {
-		return nil, err
+	if err := mesh.DecodeStrict(raw, &s); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
 	}
 	c, errs := Compile(s, targets)
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return c, nil
-}
-
-func decodeStrict(raw []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("rules: %w", err)
-	}
-	return nil
 }
 
 // Compile validates s against the known targets and compiles it. Every

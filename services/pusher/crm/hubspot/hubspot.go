@@ -171,7 +171,7 @@ func (c *Client) upsert(ctx context.Context, base string, recs []crm.Record, idx
 		inputs[j] = input{ID: recs[i].Identity, IDProperty: "email", Properties: props}
 	}
 	var resp batchResponse
-	if res, ok := c.call(ctx, base+"upsert", inputs, &resp); !ok {
+	if res, ok := c.call(ctx, base+"upsert", map[string]any{"inputs": inputs}, &resp); !ok {
 		setAll(results, idx, res)
 		return
 	}

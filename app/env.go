@@ -1,0 +1,86 @@
+// Package app wires the record-sync services together: the settings from
+// the environment, the CRM plugins, and each subcommand of the recordsync
+// binary (dev, ingest, rules, pusher, status, crmsim).
+package app
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Env is the process configuration, read from RECORDSYNC_* variables.
+type Env struct {
+	HTTPAddr     string
+	NATSURL      string
+	NATSUser     string
+	NATSPassword string
+	NATSListen   string
+	DataDir      string
+	APIKeys      []string
+	AdminKeys    []string
+	CRMSimAddr   string
+	CRMSim       bool
+	Profile      string
+	LogLevel     string
+	// CRMCredentials is the credentials.json the CRM plugins read when no
+	// per-CRM variable is set.
+	CRMCredentials string
+	HubSpotToken   string
+}
+
+// LoadEnv reads the environment through getenv.
+func LoadEnv(getenv func(string) string) Env {
+	get := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	e := Env{
+		HTTPAddr:     get("RECORDSYNC_HTTP_ADDR", "127.0.0.1:8080"),
+		NATSURL:      getenv("RECORDSYNC_NATS_URL"),
+		NATSUser:     getenv("RECORDSYNC_NATS_USER"),
+		NATSPassword: getenv("RECORDSYNC_NATS_PASSWORD"),
+		NATSListen:   get("RECORDSYNC_NATS_LISTEN", "127.0.0.1:4222"),
+		DataDir:      get("RECORDSYNC_DATA_DIR", "./data"),
+		APIKeys:      splitList(getenv("RECORDSYNC_API_KEYS")),
+		AdminKeys:    splitList(getenv("RECORDSYNC_ADMIN_KEYS")),
+		CRMSimAddr:   get("RECORDSYNC_CRMSIM_ADDR", "127.0.0.1:8090"),
+		CRMSim:       !strings.EqualFold(getenv("RECORDSYNC_CRMSIM"), "off"),
+		Profile:      get("RECORDSYNC_PROFILE", "fast"),
+		LogLevel:     get("RECORDSYNC_LOG_LEVEL", "info"),
+		HubSpotToken: getenv("RECORDSYNC_HUBSPOT_TOKEN"),
+	}
+	e.CRMCredentials = get("RECORDSYNC_CRM_CREDENTIALS", filepath.Join(e.DataDir, "crmsim", "credentials.json"))
+	return e
+}
+
+// LoadEnvFromOS reads the process environment.
+func LoadEnvFromOS() Env { return LoadEnv(os.Getenv) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// String describes e for logs, with every secret masked.
+func (e Env) String() string {
+	return fmt.Sprintf("http=%s nats=%q data=%s crmsim=%s(%v) profile=%s api_keys=%d admin_keys=%d",
+		e.HTTPAddr, maskURL(e.NATSURL), e.DataDir, e.CRMSimAddr, e.CRMSim, e.Profile, len(e.APIKeys), len(e.AdminKeys))
+}
+
+func maskURL(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+			return u[:scheme+3] + "***" + u[at:]
+		}
+	}
+	return u
+}

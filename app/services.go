@@ -1,0 +1,199 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	recordsync "github.com/recordsync/record-sync"
+	"github.com/recordsync/record-sync/services/ingest"
+	"github.com/recordsync/record-sync/services/pusher"
+	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/services/pusher/crm/hubspot"
+	rulesvc "github.com/recordsync/record-sync/services/rules"
+	statussvc "github.com/recordsync/record-sync/services/status"
+	"github.com/recordsync/record-sync/shared/config"
+	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/rules"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// Registry builds the CRM plugins. With needCreds, a plugin without
+// credentials is an error (the pusher needs them; the other services only
+// use names, limits and transforms).
+func Registry(env Env, needCreds bool) (*crm.Registry, error) {
+	token := env.HubSpotToken
+	if token == "" {
+		var creds struct {
+			HubSpot struct {
+				Token string `json:"token"`
+			} `json:"hubspot"`
+		}
+		if b, err := os.ReadFile(env.CRMCredentials); err == nil {
+			if err := json.Unmarshal(b, &creds); err != nil {
+				return nil, fmt.Errorf("crm credentials %s: %w", env.CRMCredentials, err)
+			}
+			token = creds.HubSpot.Token
+		}
+	}
+	if needCreds && token == "" {
+		return nil, errors.New("hubspot: no token (RECORDSYNC_HUBSPOT_TOKEN or hubspot.token in RECORDSYNC_CRM_CREDENTIALS)")
+	}
+	r := crm.NewRegistry()
+	if err := r.Register(hubspot.New(token, 30*time.Second)); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Mesh is what every service shares: its JetStream handle, the stores over
+// the KV buckets, and the CRM registry.
+type Mesh struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Configs  *config.Store
+	Rules    *rules.Store
+	Status   *status.Reader
+	StatusKV jetstream.KeyValue
+	Registry *crm.Registry
+	Log      *slog.Logger
+}
+
+// OpenMesh creates the streams and buckets if needed and opens the stores.
+// service is the service the connection belongs to; ingest and rules seed
+// the rule set from rules.json when KV holds none (the others may not write
+// it).
+func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *crm.Registry, log *slog.Logger) (*Mesh, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
+		return nil, err
+	}
+	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log}
+	defaults, err := config.LoadDefaults(env.CRMSimAddr)
+	if err != nil {
+		return nil, err
+	}
+	cfgKV, err := js.KeyValue(ctx, mesh.BucketConfig)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", mesh.BucketConfig, err)
+	}
+	m.Configs = config.NewStore(cfgKV, defaults, log)
+	if err := m.Configs.Load(ctx, reg.MaxBatch); err != nil {
+		return nil, err
+	}
+	rulesKV, err := js.KeyValue(ctx, mesh.BucketRules)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", mesh.BucketRules, err)
+	}
+	seed, err := rules.Parse(recordsync.RulesJSON, reg.Names())
+	if err != nil {
+		return nil, fmt.Errorf("rules.json: %w", err)
+	}
+	if service == "ingest" || service == "rules" {
+		if err := rules.Seed(ctx, rulesKV, recordsync.RulesJSON); err != nil {
+			return nil, err
+		}
+	}
+	m.Rules = rules.NewStore(rulesKV, seed, reg.Names(), log)
+	m.StatusKV, err = js.KeyValue(ctx, mesh.BucketStatus)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", mesh.BucketStatus, err)
+	}
+	m.Status = status.NewReader(m.StatusKV)
+	return m, nil
+}
+
+// watch follows rules and config in g until ctx ends, and waits until the
+// stored rule set has been read.
+func (m *Mesh) watch(ctx context.Context, g *errgroup.Group) error {
+	ready := make(chan struct{})
+	g.Go(func() error { return m.Rules.Watch(ctx, ready) })
+	g.Go(func() error { return m.Configs.Watch(ctx, m.Registry.MaxBatch) })
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Mesh) limits() event.Limits {
+	return event.DefaultLimits(m.Registry.Names())
+}
+
+// RunIngest runs the HTTP edge on ln (env.HTTPAddr when nil) until ctx
+// ends; serving is called once requests are taken.
+func RunIngest(ctx context.Context, m *Mesh, env Env, ln net.Listener, serving func()) error {
+	closeLn := func() {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	if err := m.watch(ctx, g); err != nil {
+		closeLn()
+		return err
+	}
+	svc, err := ingest.New(ingest.Config{Addr: env.HTTPAddr, APIKeys: env.APIKeys, AdminKeys: env.AdminKeys, Limits: m.limits()},
+		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Status: m.Status, Registry: m.Registry}, m.Log.With("service", "ingest"))
+	if err != nil {
+		closeLn()
+		return err
+	}
+	if ln == nil {
+		if ln, err = net.Listen("tcp", env.HTTPAddr); err != nil {
+			return fmt.Errorf("http listen: %w", err)
+		}
+	}
+	g.Go(func() error { return svc.Run(ctx, ln) })
+	if serving != nil {
+		serving()
+	}
+	return g.Wait()
+}
+
+// RunRules runs the rules service until ctx ends.
+func RunRules(ctx context.Context, m *Mesh) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if err := m.watch(ctx, g); err != nil {
+		return err
+	}
+	svc := rulesvc.New(m.JS, m.Rules, rulesvc.Config{Limits: m.limits(), DefaultTargets: m.Configs.DefaultTargets()}, m.Log.With("service", "rules"))
+	g.Go(func() error { return svc.Run(ctx) })
+	return g.Wait()
+}
+
+// RunPusher runs one worker per registered target until ctx ends.
+func RunPusher(ctx context.Context, m *Mesh) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if err := m.watch(ctx, g); err != nil {
+		return err
+	}
+	log := m.Log.With("service", "pusher")
+	for _, name := range m.Registry.Names() {
+		c, _ := m.Registry.Get(name)
+		w := pusher.NewWorker(m.JS, c, m.Configs, m.Status, log)
+		g.Go(func() error { return w.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// RunStatus runs the status service until ctx ends.
+func RunStatus(ctx context.Context, m *Mesh) error {
+	return statussvc.New(m.JS, m.StatusKV, statussvc.Config{}, m.Log.With("service", "status")).Run(ctx)
+}

@@ -1,0 +1,172 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/rules"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+type recordInput struct {
+	RecordID string `path:"record_id" doc:"System A's record id"`
+	Target   string `query:"target" doc:"Only this target"`
+}
+
+type statusOutput struct {
+	Body status.Record
+}
+
+func (s *Service) getStatus(ctx context.Context, in *recordInput) (*statusOutput, error) {
+	rec, err := s.record(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return &statusOutput{Body: rec}, nil
+}
+
+// record reads a record's status, narrowed to in.Target when given.
+func (s *Service) record(ctx context.Context, in *recordInput) (status.Record, error) {
+	if !event.ValidID(in.RecordID) {
+		return status.Record{}, huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: "path.record_id", Message: "must be 1-128 of A-Z a-z 0-9 . _ : @ -", Value: in.RecordID})
+	}
+	rec, err := s.deps.Status.Get(ctx, in.RecordID)
+	if errors.Is(err, status.ErrNotFound) {
+		return rec, huma.Error404NotFound("no status for record " + in.RecordID + " (unknown, expired, or not yet routed)")
+	}
+	if err != nil {
+		s.log.Error("status_read_failed", "record_id", in.RecordID, "error", err.Error())
+		return rec, huma.Error503ServiceUnavailable("status is unavailable")
+	}
+	if in.Target != "" {
+		t, ok := rec.Targets[in.Target]
+		if !ok {
+			return rec, huma.Error404NotFound("record " + in.RecordID + " was never sent to " + in.Target)
+		}
+		rec.Targets = map[string]*status.Target{in.Target: t}
+	}
+	return rec, nil
+}
+
+type retryOutput struct {
+	Body struct {
+		RecordID string   `json:"record_id"`
+		Targets  []string `json:"targets" doc:"Targets re-enqueued"`
+		Status   string   `json:"status" enum:"queued"`
+	}
+}
+
+// retry re-enqueues the dead-lettered event of each failed target.
+func (s *Service) retry(ctx context.Context, in *recordInput) (*retryOutput, error) {
+	rec, err := s.record(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	var failed []string
+	for name, t := range rec.Targets {
+		if t.State == status.StateFailed && t.LastError != nil && t.LastError.DeadLettered {
+			failed = append(failed, name)
+		}
+	}
+	slices.Sort(failed)
+	if len(failed) == 0 {
+		states := make([]string, 0, len(rec.Targets))
+		for name, t := range rec.Targets {
+			states = append(states, name+": "+string(t.State))
+		}
+		slices.Sort(states)
+		return nil, huma.Error409Conflict("record " + in.RecordID + " has no dead-lettered failure to retry (" + strings.Join(states, ", ") + ")")
+	}
+	dlq, err := s.deps.JS.Stream(ctx, mesh.StreamDLQ)
+	if err != nil {
+		return nil, huma.Error503ServiceUnavailable("dead letters are unavailable")
+	}
+	var futures []jetstream.PubAckFuture
+	var changes []status.Change
+	now := s.now().UTC()
+	for _, target := range failed {
+		m, err := dlq.GetLastMsgForSubject(ctx, mesh.SubjectDLQ(target, status.Key(in.RecordID)))
+		if err != nil {
+			return nil, huma.Error409Conflict(fmt.Sprintf("the dead letter of %s for %s is gone (expired?): resend the event", in.RecordID, target))
+		}
+		var it mesh.Item
+		if err := json.Unmarshal(m.Data, &it); err != nil {
+			return nil, huma.Error500InternalServerError("undecodable dead letter")
+		}
+		it.Attempt = 0
+		it.Generation = rec.Targets[target].Generation + 1
+		f, err := mesh.PublishWorkAsync(s.deps.JS, target, fmt.Sprintf("manual:%s:%s:%d", target, it.EventID, it.Generation), &mesh.Work{Items: []mesh.Item{it}}, nil)
+		if err != nil {
+			return nil, huma.Error503ServiceUnavailable("could not re-enqueue")
+		}
+		futures = append(futures, f)
+		changes = append(changes, status.Change{RecordID: it.RecordID, Target: target, EventID: it.EventID, Operation: string(it.Operation),
+			OccurredAt: it.OccurredAt, Generation: it.Generation, State: status.StateQueued, At: now})
+	}
+	f, err := mesh.PublishJSONAsync(s.deps.JS, mesh.SubjectStatus("ingest"), "", mesh.StatusBatch{Changes: changes})
+	if err == nil {
+		futures = append(futures, f)
+		err = mesh.WaitAcks(ctx, futures)
+	}
+	if err != nil {
+		return nil, huma.Error503ServiceUnavailable("could not re-enqueue: " + err.Error())
+	}
+	s.log.Info("manual_retry", "record_id", in.RecordID, "targets", failed)
+	out := &retryOutput{}
+	out.Body.RecordID, out.Body.Targets, out.Body.Status = in.RecordID, failed, "queued"
+	return out, nil
+}
+
+// PreviewTarget is what would happen to an event for one target.
+type PreviewTarget struct {
+	Decision rules.Decision `json:"decision"`
+	Identity string         `json:"identity,omitempty" doc:"The record's key in the CRM"`
+	Payload  map[string]any `json:"payload,omitempty" doc:"The fields the CRM would receive"`
+	Error    string         `json:"error,omitempty" doc:"Why the CRM could not be sent this event"`
+}
+
+type previewOutput struct {
+	Body struct {
+		Event   event.Event              `json:"event" doc:"The event with its defaults filled in"`
+		Targets map[string]PreviewTarget `json:"targets"`
+	}
+}
+
+func (s *Service) preview(_ context.Context, in *syncInput) (*previewOutput, error) {
+	var ev event.Event
+	if err := decodeBody(in.RawBody, &ev); err != nil {
+		return nil, err
+	}
+	if errs := s.prepare(&ev, "body", in.IdempotencyKey); len(errs) > 0 {
+		return nil, validationProblem(errs)
+	}
+	compiled, _ := s.deps.Rules.Current()
+	out := &previewOutput{}
+	out.Body.Event = ev
+	out.Body.Targets = map[string]PreviewTarget{}
+	for _, t := range ev.Targets {
+		p := PreviewTarget{Decision: compiled.Evaluate(&ev, t)}
+		if p.Decision.Action == rules.Pass {
+			c, _ := s.deps.Registry.Get(t)
+			id, err := c.Identify(&ev)
+			if err == nil {
+				p.Identity = id
+				p.Payload, err = c.Transform(&ev)
+			}
+			if err != nil {
+				p.Error = err.Error()
+			}
+		}
+		out.Body.Targets[t] = p
+	}
+	return out, nil
+}

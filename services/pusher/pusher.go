@@ -1,0 +1,366 @@
+// Package pusher is the pusher service: one worker per target pulls that
+// target's work from JetStream, coalesces changes to the same record,
+// pushes batches through the target's CRM plugin within its rate limit, and
+// settles each record: synced, retried later with backoff, or failed and
+// dead-lettered.
+package pusher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/shared/config"
+	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// Worker pushes the work of one target.
+type Worker struct {
+	js      jetstream.JetStream
+	crm     crm.CRM
+	configs *config.Store
+	status  *status.Reader
+	log     *slog.Logger
+	now     func() time.Time
+
+	limiter      *rate.Limiter
+	limit        int
+	blockedUntil time.Time
+}
+
+// NewWorker returns the worker of the target c.Name().
+func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, st *status.Reader, log *slog.Logger) *Worker {
+	return &Worker{js: js, crm: c, configs: configs, status: st, log: log.With("target", c.Name()), now: time.Now}
+}
+
+// Run pushes the target's work until ctx ends; the batch in hand is
+// finished first.
+func (w *Worker) Run(ctx context.Context) error {
+	target := w.crm.Name()
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, mesh.StreamPush, jetstream.ConsumerConfig{
+		Durable:       mesh.ConsumerPusher(target),
+		Description:   "The pusher of " + target + ", shared by all pusher processes.",
+		FilterSubject: mesh.SubjectPush(target),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 20000,
+	})
+	if err != nil {
+		return fmt.Errorf("pusher consumer %s: %w", target, err)
+	}
+	var it jetstream.MessagesContext
+	defer func() {
+		if it != nil {
+			it.Stop()
+		}
+	}()
+	for ctx.Err() == nil {
+		tc, ok := w.configs.Get(target)
+		if !ok {
+			return fmt.Errorf("pusher %s: %w", target, config.ErrUnknownTarget)
+		}
+		if !tc.Enabled {
+			// Take no more work: it waits in the stream. The config is read
+			// again each second.
+			if it != nil {
+				it.Stop()
+				it = nil
+			}
+			mesh.Sleep(ctx, time.Second)
+			continue
+		}
+		if it == nil {
+			if it, err = cons.Messages(jetstream.PullMaxMessages(2 * tc.BatchSize)); err != nil {
+				return fmt.Errorf("pusher %s: %w", target, err)
+			}
+		}
+		// A batch is full at batch_size items, or flushed flush_interval
+		// after its first item arrived. A disabled target is noticed within
+		// a second.
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		msgs, err := mesh.Collect(cctx, it, tc.BatchSize, time.Duration(tc.FlushInterval), mesh.WorkSize)
+		cancel()
+		if len(msgs) > 0 {
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+			errs := w.handle(hctx, tc, msgs)
+			cancel()
+			mesh.Settle(msgs, errs, time.Second, w.log)
+		}
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("consume_failed", "error", err.Error())
+			it.Stop()
+			it = nil
+			mesh.Sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+// pending is one item in hand and the message it came in.
+type pending struct {
+	item mesh.Item
+	msg  int
+}
+
+// outcome collects what settling a batch publishes.
+type outcome struct {
+	changes []status.Change
+	retries map[int]*mesh.Work // by message index
+	retryAt map[int]time.Time  // when each retry message is due
+	dlq     []deadLetter
+}
+
+type deadLetter struct {
+	item   mesh.Item
+	reason string
+}
+
+// handle pushes the items of msgs and returns one error per message.
+func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.Msg) []error {
+	errs := make([]error, len(msgs))
+	now := w.now()
+	var items []pending
+	for i, m := range msgs {
+		if nb := m.Headers().Get(mesh.HeaderNotBefore); nb != "" {
+			if t, err := time.Parse(time.RFC3339Nano, nb); err == nil && t.After(now) {
+				// Not due yet: JetStream redelivers it when it is.
+				if err := m.NakWithDelay(t.Sub(now)); err != nil {
+					w.log.Warn("nak_failed", "error", err.Error())
+				}
+				errs[i] = mesh.ErrSettled
+				continue
+			}
+		}
+		var work mesh.Work
+		if err := mesh.DecodeStrict(m.Data(), &work); err != nil {
+			errs[i] = fmt.Errorf("%w: undecodable work: %v", mesh.ErrTerminal, err)
+			continue
+		}
+		for _, it := range work.Items {
+			items = append(items, pending{item: it, msg: i})
+		}
+	}
+	out := outcome{retries: map[int]*mesh.Work{}, retryAt: map[int]time.Time{}}
+	items = w.dropSuperseded(ctx, coalesce(items))
+	w.push(ctx, tc, items, &out)
+	if err := w.publish(ctx, msgs, out); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	return errs
+}
+
+// coalesce folds the items of one record into one write with its final
+// state, keeping the order of first appearance. A delete replaces what came
+// before it; a create or update after a delete starts afresh; updates merge
+// their data, later fields winning.
+func coalesce(items []pending) []pending {
+	idx := make(map[string]int, len(items))
+	out := items[:0:0]
+	for _, p := range items {
+		i, seen := idx[p.item.RecordID]
+		if !seen {
+			idx[p.item.RecordID] = len(out)
+			out = append(out, p)
+			continue
+		}
+		cur := &out[i]
+		older, newer := cur.item, p.item
+		if newer.OccurredAt.Before(older.OccurredAt) {
+			older, newer = newer, older
+		}
+		merged := newer
+		if newer.Operation != event.OpDelete && older.Operation != event.OpDelete {
+			data := make(map[string]any, len(older.Data)+len(newer.Data))
+			for k, v := range older.Data {
+				data[k] = v
+			}
+			for k, v := range newer.Data {
+				data[k] = v
+			}
+			merged.Data = data
+			if older.Operation == event.OpCreate {
+				merged.Operation = event.OpCreate
+			}
+		}
+		merged.Attempt = max(older.Attempt, newer.Attempt)
+		cur.item = merged
+		// The merged write settles with the later message.
+		cur.msg = max(cur.msg, p.msg)
+	}
+	return out
+}
+
+// dropSuperseded drops retried items whose record has since moved on to a
+// newer event for this target, so that a late retry never overwrites a
+// newer state in the CRM.
+func (w *Worker) dropSuperseded(ctx context.Context, items []pending) []pending {
+	out := items[:0]
+	for _, p := range items {
+		if p.item.Attempt > 0 || p.item.Generation > 0 {
+			rec, err := w.status.Get(ctx, p.item.RecordID)
+			if err == nil {
+				if t, ok := rec.Targets[w.crm.Name()]; ok && t.OccurredAt.After(p.item.OccurredAt) {
+					w.log.Info("retry_superseded", "record_id", p.item.RecordID, "event_id", p.item.EventID, "newer_event_id", t.EventID)
+					continue
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// push sends items in chunks of the batch size and records each outcome.
+func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, out *outcome) {
+	size := min(tc.BatchSize, w.crm.MaxBatch())
+	for start := 0; start < len(items); start += size {
+		chunk := items[start:min(start+size, len(items))]
+		recs := make([]crm.Record, 0, len(chunk))
+		sent := make([]pending, 0, len(chunk))
+		for _, p := range chunk {
+			ev := p.item.Event
+			id, err := w.crm.Identify(&ev)
+			var fields map[string]any
+			if err == nil {
+				fields, err = w.crm.Transform(&ev)
+			}
+			if err != nil {
+				w.settle(tc, p, crm.Result{Class: crm.Permanent, Code: "UNMAPPABLE", Message: err.Error()}, out)
+				continue
+			}
+			recs = append(recs, crm.Record{Event: &ev, Identity: id, Fields: fields})
+			sent = append(sent, p)
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		if err := w.waitTurn(ctx, tc); err != nil {
+			for _, p := range sent {
+				w.settle(tc, p, crm.Result{Class: crm.Transient, Code: "SHUTDOWN", Message: err.Error()}, out)
+			}
+			continue
+		}
+		start := time.Now()
+		results := w.crm.Push(ctx, tc.APIHost, recs)
+		w.log.Info("crm_push", "records", len(recs), "duration_ms", time.Since(start).Milliseconds())
+		for i, p := range sent {
+			res := results[i]
+			if res.Class == crm.RateLimited {
+				w.blockedUntil = maxTime(w.blockedUntil, w.now().Add(max(res.RetryAfter, time.Second)))
+			}
+			w.settle(tc, p, res, out)
+		}
+	}
+}
+
+// waitTurn waits for the rate limiter and for any Retry-After the CRM gave.
+func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
+	if w.limiter == nil || w.limit != tc.RateLimitPerMinute {
+		perSec := rate.Limit(float64(tc.RateLimitPerMinute) / 60)
+		w.limiter = rate.NewLimiter(perSec, 1)
+		w.limit = tc.RateLimitPerMinute
+	}
+	if d := w.blockedUntil.Sub(w.now()); d > 0 {
+		w.log.Warn("rate_limited_pause", "wait_ms", d.Milliseconds())
+		mesh.Sleep(ctx, d)
+	}
+	return w.limiter.Wait(ctx)
+}
+
+// settle turns the result of one pushed item into its status change and,
+// when it must be tried again or given up, a retry or a dead letter.
+func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcome) {
+	it := p.item
+	attempt := it.Attempt + 1
+	c := status.Change{RecordID: it.RecordID, Target: w.crm.Name(), EventID: it.EventID, Operation: string(it.Operation),
+		OccurredAt: it.OccurredAt, Generation: it.Generation, Attempts: attempt, At: w.now().UTC()}
+	if res.Class == crm.OK {
+		c.State, c.CRMID = status.StateSynced, res.CRMID
+		out.changes = append(out.changes, c)
+		return
+	}
+	e := &status.Error{Class: res.Class.String(), Code: res.Code, Message: res.Message}
+	c.Error = e
+	if res.Class != crm.Permanent && attempt < tc.MaxAttempts {
+		c.State = status.StateRetrying
+		delay := max(tc.BackoffFor(attempt), res.RetryAfter)
+		it.Attempt = attempt
+		r := out.retries[p.msg]
+		if r == nil {
+			r = &mesh.Work{}
+			out.retries[p.msg] = r
+		}
+		r.Items = append(r.Items, it)
+		out.retryAt[p.msg] = maxTime(out.retryAt[p.msg], w.now().Add(delay))
+		w.log.Warn("push_retry", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code, "retry_in", delay.String())
+		out.changes = append(out.changes, c)
+		return
+	}
+	c.State = status.StateFailed
+	e.DeadLettered = true
+	it.Attempt = attempt
+	out.dlq = append(out.dlq, deadLetter{item: it, reason: e.Class + " " + e.Code + ": " + e.Message})
+	w.log.Error("push_failed", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code, "message", e.Message)
+	out.changes = append(out.changes, c)
+}
+
+// publish stores the outcome: dead letters and retries first, then the
+// status changes, all acknowledged by JetStream before the messages are
+// acked.
+func (w *Worker) publish(ctx context.Context, msgs []jetstream.Msg, out outcome) error {
+	target := w.crm.Name()
+	var fs []jetstream.PubAckFuture
+	for _, d := range out.dlq {
+		h := nats.Header{}
+		h.Set(mesh.HeaderReason, d.reason)
+		key := status.Key(d.item.RecordID)
+		id := "dlq:" + d.item.EventID + ":" + strconv.Itoa(d.item.Generation) + ":" + strconv.Itoa(d.item.Attempt)
+		f, err := mesh.PublishJSONAsync(w.js, mesh.SubjectDLQ(target, key), id, d.item, h)
+		if err != nil {
+			return err
+		}
+		fs = append(fs, f)
+	}
+	for i, r := range out.retries {
+		meta, err := msgs[i].Metadata()
+		if err != nil {
+			return err
+		}
+		h := nats.Header{}
+		h.Set(mesh.HeaderNotBefore, out.retryAt[i].UTC().Format(time.RFC3339Nano))
+		id := "retry:" + strconv.FormatUint(meta.Sequence.Stream, 10) + ":" + strconv.Itoa(r.Items[0].Attempt)
+		f, err := mesh.PublishWorkAsync(w.js, target, id, r, h)
+		if err != nil {
+			return err
+		}
+		fs = append(fs, f)
+	}
+	if len(out.changes) > 0 {
+		f, err := mesh.PublishJSONAsync(w.js, mesh.SubjectStatus("pusher"), "", mesh.StatusBatch{Changes: out.changes})
+		if err != nil {
+			return err
+		}
+		fs = append(fs, f)
+	}
+	return mesh.WaitAcks(ctx, fs)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

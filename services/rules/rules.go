@@ -1,0 +1,226 @@
+// Package rules is the rules service: it consumes sync.in, validates each
+// event as the HTTP edge does (an invalid one goes to sync.rejected with the
+// reason), evaluates the rule set per target, and routes what passes to the
+// targets' work subjects, recording queued, skipped_by_rule or failed.
+package rules
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/rules"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// Config configures the rules service.
+type Config struct {
+	// Limits are the event limits, as the HTTP edge enforces them.
+	Limits event.Limits
+	// DefaultTargets receive an event that names none.
+	DefaultTargets []string
+	// FetchBatch is how many inbound messages are taken at once.
+	FetchBatch int
+}
+
+// Service routes inbound events.
+type Service struct {
+	js    jetstream.JetStream
+	rules *rules.Store
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns the rules service.
+func New(js jetstream.JetStream, store *rules.Store, cfg Config, log *slog.Logger) *Service {
+	if cfg.FetchBatch == 0 {
+		cfg.FetchBatch = 64
+	}
+	return &Service{js: js, rules: store, cfg: cfg, log: log, now: time.Now}
+}
+
+// Run consumes sync.in until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, mesh.StreamIn, jetstream.ConsumerConfig{
+		Durable:       mesh.ConsumerRules,
+		Description:   "The rules service: validates, evaluates rules, routes to targets.",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 4096,
+	})
+	if err != nil {
+		return fmt.Errorf("rules consumer: %w", err)
+	}
+	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.FetchBatch, Wait: 2 * time.Millisecond}, s.log, s.handle)
+}
+
+// handle routes a batch of inbound messages. Everything derived from them
+// (status changes, work per target, rejections) is published and
+// acknowledged by JetStream before the messages are acked; a failure naks
+// them all, and the message ids derived from their stream sequences make
+// the redelivery publish nothing twice.
+func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
+	compiled, _ := s.rules.Current()
+	now := s.now().UTC()
+	errs := make([]error, len(msgs))
+	work := map[string]*mesh.Work{}
+	var changes []status.Change
+	var futures []jetstream.PubAckFuture
+	var first, last uint64
+	for i, msg := range msgs {
+		meta, err := msg.Metadata()
+		if err != nil {
+			errs[i] = fmt.Errorf("metadata: %w", err)
+			continue
+		}
+		if first == 0 {
+			first = meta.Sequence.Stream
+		}
+		last = meta.Sequence.Stream
+		events, bad := s.decode(msg)
+		for j := range events {
+			ev := &events[j]
+			ev.Normalize(s.cfg.DefaultTargets, now)
+			for _, target := range ev.Targets {
+				c, item := s.route(compiled, ev, target, now)
+				changes = append(changes, c)
+				if item != nil {
+					w := work[target]
+					if w == nil {
+						w = &mesh.Work{}
+						work[target] = w
+					}
+					w.Items = append(w.Items, *item)
+				}
+			}
+		}
+		if bad != "" {
+			f, err := s.reject(msg, meta.Sequence.Stream, bad)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			futures = append(futures, f)
+		}
+	}
+	id := fmt.Sprintf("in:%d-%d", first, last)
+	// Status first, so that "queued" is stored before a push can report
+	// "synced".
+	if len(changes) > 0 {
+		f, err := mesh.PublishJSONAsync(s.js, mesh.SubjectStatus("rules"), id+":status", mesh.StatusBatch{Changes: changes})
+		if err != nil {
+			return failAll(errs, err)
+		}
+		futures = append(futures, f)
+		if err := mesh.WaitAcks(ctx, futures); err != nil {
+			return failAll(errs, err)
+		}
+		futures = futures[:0]
+	}
+	for target, w := range work {
+		f, err := mesh.PublishWorkAsync(s.js, target, id+":"+target, w, nil)
+		if err != nil {
+			return failAll(errs, err)
+		}
+		futures = append(futures, f)
+	}
+	if err := mesh.WaitAcks(ctx, futures); err != nil {
+		return failAll(errs, err)
+	}
+	return errs
+}
+
+// route decides what happens to ev for target: the status change, and the
+// work item when the event passes.
+func (s *Service) route(c *rules.Compiled, ev *event.Event, target string, now time.Time) (status.Change, *mesh.Item) {
+	ch := status.Change{RecordID: ev.RecordID, Target: target, EventID: ev.EventID, Operation: string(ev.Operation), OccurredAt: ev.OccurredAt, At: now}
+	d := c.Evaluate(ev, target)
+	switch d.Action {
+	case rules.Skip:
+		ch.State, ch.RuleID = status.StateSkippedByRule, d.RuleID
+		return ch, nil
+	case rules.Reject:
+		ch.State, ch.RuleID = status.StateFailed, d.RuleID
+		ch.Error = &status.Error{Class: status.ClassPermanent, Code: "RULE_REJECTED", Message: d.Reason}
+		return ch, nil
+	}
+	ch.State = status.StateQueued
+	return ch, &mesh.Item{Event: *ev}
+}
+
+func failAll(errs []error, err error) []error {
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+func joinReasons(r []string) string {
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+// decode returns the valid events of msg and, when some or all are
+// invalid, why.
+func (s *Service) decode(msg jetstream.Msg) ([]event.Event, string) {
+	var events []event.Event
+	batch := msg.Subject() == mesh.SubjectInBatch
+	if batch {
+		var b mesh.Batch
+		if err := mesh.DecodeStrict(msg.Data(), &b); err != nil {
+			return nil, "body: " + err.Error()
+		}
+		if len(b.Events) == 0 {
+			return nil, "body.events: a batch needs at least one event"
+		}
+		events = b.Events
+	} else {
+		var ev event.Event
+		if err := mesh.DecodeStrict(msg.Data(), &ev); err != nil {
+			return nil, "body: " + err.Error()
+		}
+		events = []event.Event{ev}
+	}
+	var bad []string
+	ok := events[:0]
+	for i := range events {
+		prefix := "body"
+		if batch {
+			prefix = "body.events[" + strconv.Itoa(i) + "]"
+		}
+		if errs := events[i].Validate(prefix, s.cfg.Limits); len(errs) > 0 {
+			bad = append(bad, errs.Error())
+			continue
+		}
+		ok = append(ok, events[i])
+	}
+	if len(bad) == 0 {
+		return ok, ""
+	}
+	return ok, joinReasons(bad)
+}
+
+// reject keeps msg on sync.rejected with the reason. A batch with some
+// invalid events is kept whole; its valid events go on as usual.
+func (s *Service) reject(msg jetstream.Msg, seq uint64, reason string) (jetstream.PubAckFuture, error) {
+	out := nats.NewMsg(mesh.SubjectRejected)
+	out.Data = msg.Data()
+	out.Header.Set(mesh.HeaderReason, reason)
+	out.Header.Set(mesh.HeaderSubject, msg.Subject())
+	out.Header.Set(mesh.HeaderMsgID, "rej:"+strconv.FormatUint(seq, 10))
+	f, err := s.js.PublishMsgAsync(out)
+	if err != nil {
+		return nil, fmt.Errorf("publish rejected: %w", err)
+	}
+	s.log.Warn("event_rejected", "subject", msg.Subject(), "reason", reason)
+	return f, nil
+}

@@ -1,0 +1,85 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// PublishJSONAsync publishes v as JSON to subject with msgID as the
+// deduplication id (none when empty). Wait for the result with WaitAcks.
+func PublishJSONAsync(js jetstream.JetStream, subject, msgID string, v any, hdr ...nats.Header) (jetstream.PubAckFuture, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = b
+	for _, h := range hdr {
+		for k, vs := range h {
+			m.Header[k] = vs
+		}
+	}
+	if msgID != "" {
+		m.Header.Set(HeaderMsgID, msgID)
+	}
+	f, err := js.PublishMsgAsync(m)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return f, nil
+}
+
+// WaitAcks waits until JetStream has acknowledged every future, and returns
+// the errors of those it refused.
+func WaitAcks(ctx context.Context, fs []jetstream.PubAckFuture) error {
+	var errs []error
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Subject, err))
+		case <-ctx.Done():
+			return fmt.Errorf("wait for publish acks: %w", ctx.Err())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DecodeStrict decodes JSON into v, refusing unknown fields and trailing
+// data.
+func DecodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// PublishWorkAsync publishes w to the work subject of target, with its item
+// count in HeaderCount.
+func PublishWorkAsync(js jetstream.JetStream, target, msgID string, w *Work, hdr nats.Header) (jetstream.PubAckFuture, error) {
+	if hdr == nil {
+		hdr = nats.Header{}
+	}
+	hdr.Set(HeaderCount, strconv.Itoa(len(w.Items)))
+	return PublishJSONAsync(js, SubjectPush(target), msgID, w, hdr)
+}
+
+// WorkSize returns the item count of a Work message (1 when not stated).
+func WorkSize(m jetstream.Msg) int {
+	if n, err := strconv.Atoi(m.Headers().Get(HeaderCount)); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
