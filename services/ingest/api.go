@@ -62,8 +62,8 @@ func (s *Service) register() {
 
 	huma.Register(s.api, syncOp(huma.Operation{
 		OperationID: "preview", Method: http.MethodPost, Path: "/v1/sync/preview",
-		Summary:     "Dry run: rule decision and CRM payload per target",
-		Description: "Takes the body of POST /v1/sync/; nothing is enqueued or recorded.",
+		Summary:      "Dry run: rule decision and CRM payload per target",
+		Description:  "Takes the body of POST /v1/sync/; nothing is enqueued or recorded.",
 		MaxBodyBytes: s.cfg.MaxBodyBytes, Tags: []string{"sync"}, SkipValidateBody: true,
 		Errors: []int{http.StatusUnauthorized, http.StatusUnprocessableEntity},
 	}), s.preview)

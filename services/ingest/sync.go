@@ -131,12 +131,12 @@ type batchInput struct {
 
 // BatchResult is the outcome of one event of a batch.
 type BatchResult struct {
-	Index     int               `json:"index"`
-	RecordID  string            `json:"record_id"`
-	EventID   string            `json:"event_id,omitempty"`
-	Status    string            `json:"status" enum:"accepted,error"`
-	Duplicate bool              `json:"duplicate,omitempty"`
-	Error     *huma.ErrorModel  `json:"error,omitempty"`
+	Index     int              `json:"index"`
+	RecordID  string           `json:"record_id"`
+	EventID   string           `json:"event_id,omitempty"`
+	Status    string           `json:"status" enum:"accepted,error"`
+	Duplicate bool             `json:"duplicate,omitempty"`
+	Error     *huma.ErrorModel `json:"error,omitempty"`
 }
 
 type batchOutput struct {

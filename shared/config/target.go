@@ -60,14 +60,14 @@ type Target struct {
 
 // Override is a partial Target: the fields set replace the effective ones.
 type Override struct {
-	BatchSize          *int        `json:"batch_size,omitempty"`
-	FlushInterval      *Duration   `json:"flush_interval,omitempty"`
-	RateLimitPerMinute *int        `json:"rate_limit_per_minute,omitempty"`
-	APIHost            *string     `json:"api_host,omitempty"`
-	Enabled            *bool       `json:"enabled,omitempty"`
-	MaxAttempts        *int        `json:"max_attempts,omitempty"`
-	Backoff            []Duration  `json:"backoff,omitempty"`
-	MaxBacklog         *int        `json:"max_backlog,omitempty"`
+	BatchSize          *int       `json:"batch_size,omitempty"`
+	FlushInterval      *Duration  `json:"flush_interval,omitempty"`
+	RateLimitPerMinute *int       `json:"rate_limit_per_minute,omitempty"`
+	APIHost            *string    `json:"api_host,omitempty"`
+	Enabled            *bool      `json:"enabled,omitempty"`
+	MaxAttempts        *int       `json:"max_attempts,omitempty"`
+	Backoff            []Duration `json:"backoff,omitempty"`
+	MaxBacklog         *int       `json:"max_backlog,omitempty"`
 }
 
 // Apply returns t with o's fields set.
