@@ -225,45 +225,78 @@ func (w *Worker) dropSuperseded(ctx context.Context, items []pending) []pending 
 
 // push sends items in chunks of the batch size and records each outcome.
 func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, out *outcome) {
-	size := min(tc.BatchSize, w.crm.MaxBatch())
-	for start := 0; start < len(items); start += size {
-		chunk := items[start:min(start+size, len(items))]
-		recs := make([]crm.Record, 0, len(chunk))
-		sent := make([]pending, 0, len(chunk))
-		for _, p := range chunk {
-			ev := p.item.Event
-			id, err := w.crm.Identify(&ev)
-			var fields map[string]any
-			if err == nil {
-				fields, err = w.crm.Transform(&ev)
-			}
-			if err != nil {
-				w.settle(tc, p, crm.Result{Class: crm.Permanent, Code: "UNMAPPABLE", Message: err.Error()}, out)
-				continue
-			}
-			recs = append(recs, crm.Record{Event: &ev, Identity: id, Fields: fields})
-			sent = append(sent, p)
+	var recs []crm.Record
+	var sent []pending
+	for _, p := range items {
+		ev := p.item.Event
+		id, err := w.crm.Identify(&ev)
+		var fields map[string]any
+		if err == nil {
+			fields, err = w.crm.Transform(&ev)
 		}
-		if len(recs) == 0 {
+		if err != nil {
+			w.settle(tc, p, crm.Result{Class: crm.Permanent, Code: "UNMAPPABLE", Message: err.Error()}, out)
 			continue
 		}
+		recs = append(recs, crm.Record{Event: &ev, Identity: id, Fields: fields})
+		sent = append(sent, p)
+	}
+	for _, chunk := range chunks(recs, min(tc.BatchSize, w.crm.MaxBatch())) {
+		batch := make([]crm.Record, len(chunk))
+		for i, j := range chunk {
+			batch[i] = recs[j]
+		}
 		if err := w.waitTurn(ctx, tc); err != nil {
-			for _, p := range sent {
-				w.settle(tc, p, crm.Result{Class: crm.Transient, Code: "SHUTDOWN", Message: err.Error()}, out)
+			for _, j := range chunk {
+				w.settle(tc, sent[j], crm.Result{Class: crm.Transient, Code: "SHUTDOWN", Message: err.Error()}, out)
 			}
 			continue
 		}
 		start := time.Now()
-		results := w.crm.Push(ctx, tc.APIHost, recs)
-		w.log.Info("crm_push", "records", len(recs), "duration_ms", time.Since(start).Milliseconds())
-		for i, p := range sent {
+		results := w.crm.Push(ctx, tc.APIHost, batch)
+		w.log.Info("crm_push", "records", len(batch), "duration_ms", time.Since(start).Milliseconds())
+		for i, j := range chunk {
 			res := results[i]
 			if res.Class == crm.RateLimited {
 				w.blockedUntil = maxTime(w.blockedUntil, w.now().Add(max(res.RetryAfter, time.Second)))
 			}
-			w.settle(tc, p, res, out)
+			w.settle(tc, sent[j], res, out)
 		}
 	}
+}
+
+// chunks splits recs into requests of at most size records, in order, with
+// no identity twice in one request: two records of System A that share an
+// email are one contact to HubSpot, and a batch naming it twice is refused
+// whole.
+func chunks(recs []crm.Record, size int) [][]int {
+	var out [][]int
+	var cur []int
+	seen := map[string]bool{}
+	var deferred []int
+	flush := func() {
+		if len(cur) > 0 {
+			out = append(out, cur)
+		}
+		cur, seen = nil, map[string]bool{}
+	}
+	next := make([]int, len(recs))
+	for i := range next {
+		next[i] = i
+	}
+	for len(next) > 0 {
+		for _, i := range next {
+			if seen[recs[i].Identity] || len(cur) == size {
+				deferred = append(deferred, i)
+				continue
+			}
+			seen[recs[i].Identity] = true
+			cur = append(cur, i)
+		}
+		flush()
+		next, deferred = deferred, nil
+	}
+	return out
 }
 
 // waitTurn waits for the rate limiter and for any Retry-After the CRM gave.

@@ -25,9 +25,9 @@ const (
 // Rule is one rule of a Set, as stored in KV sync_rules and sent to
 // POST /v1/sync/rules.
 type Rule struct {
-	ID          string   `json:"id" doc:"Unique id, shown in a record's status when the rule decides" pattern:"^[A-Za-z0-9_.:-]{1,64}$"`
+	ID          string   `json:"id" doc:"Unique id (1-64 of A-Z a-z 0-9 _ . : -), shown in a record's status when the rule decides"`
 	Description string   `json:"description,omitempty"`
-	Kind        string   `json:"kind" enum:"require,skip_flag"`
+	Kind        string   `json:"kind" doc:"require or skip_flag"`
 	Fields      []string `json:"fields,omitempty" doc:"require: the fields that must be present and not empty"`
 	Field       string   `json:"field,omitempty" doc:"skip_flag: the boolean field that skips the event when true"`
 	Targets     []string `json:"targets,omitempty" doc:"Targets the rule applies to; all when empty"`
