@@ -72,6 +72,12 @@ func startDev(t *testing.T, opts ...func(*app.Env)) *devStack {
 			t.Errorf("dev did not stop cleanly: %v", err)
 		}
 	})
+	return attach(t, info)
+}
+
+// attach connects a test to a running dev described by info.
+func attach(t *testing.T, info app.DevInfo) *devStack {
+	t.Helper()
 	s := &devStack{t: t, info: info}
 	nc := s.operator()
 	var err error

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Env is the process configuration, read from RECORDSYNC_* variables.
@@ -28,6 +29,9 @@ type Env struct {
 	// per-CRM variable is set.
 	CRMCredentials string
 	HubSpotToken   string
+	// PushAckWait is how long held work waits before it is redelivered to
+	// another pusher (RECORDSYNC_PUSH_ACK_WAIT, default 30s).
+	PushAckWait time.Duration
 }
 
 // LoadEnv reads the environment through getenv.
@@ -53,6 +57,7 @@ func LoadEnv(getenv func(string) string) Env {
 		LogLevel:     get("RECORDSYNC_LOG_LEVEL", "info"),
 		HubSpotToken: getenv("RECORDSYNC_HUBSPOT_TOKEN"),
 	}
+	e.PushAckWait, _ = time.ParseDuration(getenv("RECORDSYNC_PUSH_ACK_WAIT"))
 	e.CRMCredentials = get("RECORDSYNC_CRM_CREDENTIALS", filepath.Join(e.DataDir, "crmsim", "credentials.json"))
 	return e
 }

@@ -67,6 +67,8 @@ type Mesh struct {
 	StatusKV jetstream.KeyValue
 	Registry *crm.Registry
 	Log      *slog.Logger
+	// PushAckWait is the pushers' AckWait (pusher.DefaultAckWait when 0).
+	PushAckWait time.Duration
 }
 
 // OpenMesh creates the streams and buckets if needed and opens the stores.
@@ -83,7 +85,7 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
 		return nil, err
 	}
-	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log}
+	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, PushAckWait: env.PushAckWait}
 	defaults, err := config.LoadDefaults(env.CRMSimAddr)
 	if err != nil {
 		return nil, err
@@ -187,7 +189,7 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 	log := m.Log.With("service", "pusher")
 	for _, name := range m.Registry.Names() {
 		c, _ := m.Registry.Get(name)
-		w := pusher.NewWorker(m.JS, c, m.Configs, m.Status, log)
+		w := pusher.NewWorker(m.JS, c, m.Configs, m.Status, m.PushAckWait, log)
 		g.Go(func() error { return w.Run(ctx) })
 	}
 	return g.Wait()

@@ -7,6 +7,7 @@ package pusher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -23,8 +24,14 @@ import (
 	"github.com/recordsync/record-sync/shared/status"
 )
 
+// DefaultAckWait is how long a pusher may hold work without a sign of life
+// before JetStream gives it to another pusher: the time a crashed pusher's
+// work waits to be redelivered.
+const DefaultAckWait = 30 * time.Second
+
 // Worker pushes the work of one target.
 type Worker struct {
+	ackWait time.Duration
 	js      jetstream.JetStream
 	crm     crm.CRM
 	configs *config.Store
@@ -37,9 +44,13 @@ type Worker struct {
 	blockedUntil time.Time
 }
 
-// NewWorker returns the worker of the target c.Name().
-func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, st *status.Reader, log *slog.Logger) *Worker {
-	return &Worker{js: js, crm: c, configs: configs, status: st, log: log.With("target", c.Name()), now: time.Now}
+// NewWorker returns the worker of the target c.Name(). ackWait is
+// DefaultAckWait when zero.
+func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, st *status.Reader, ackWait time.Duration, log *slog.Logger) *Worker {
+	if ackWait <= 0 {
+		ackWait = DefaultAckWait
+	}
+	return &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, status: st, log: log.With("target", c.Name()), now: time.Now}
 }
 
 // Run pushes the target's work until ctx ends; the batch in hand is
@@ -51,58 +62,73 @@ func (w *Worker) Run(ctx context.Context) error {
 		Description:   "The pusher of " + target + ", shared by all pusher processes.",
 		FilterSubject: mesh.SubjectPush(target),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
+		AckWait:       w.ackWait,
 		MaxAckPending: 20000,
 	})
 	if err != nil {
 		return fmt.Errorf("pusher consumer %s: %w", target, err)
 	}
-	var it jetstream.MessagesContext
-	defer func() {
-		if it != nil {
-			it.Stop()
-		}
-	}()
 	for ctx.Err() == nil {
 		tc, ok := w.configs.Get(target)
 		if !ok {
 			return fmt.Errorf("pusher %s: %w", target, config.ErrUnknownTarget)
 		}
 		if !tc.Enabled {
-			// Take no more work: it waits in the stream. The config is read
+			// Take no work: it waits in the stream. The config is read
 			// again each second.
-			if it != nil {
-				it.Stop()
-				it = nil
-			}
 			mesh.Sleep(ctx, time.Second)
 			continue
 		}
-		if it == nil {
-			if it, err = cons.Messages(jetstream.PullMaxMessages(2 * tc.BatchSize)); err != nil {
-				return fmt.Errorf("pusher %s: %w", target, err)
+		// One fetch is one batch: it ends at batch_size messages or after
+		// flush_interval, and every message it delivers is handled, so
+		// nothing sits in a client buffer when the target is disabled or
+		// the process stops.
+		batch, err := cons.Fetch(tc.BatchSize, jetstream.FetchMaxWait(time.Duration(tc.FlushInterval)))
+		var msgs []jetstream.Msg
+		if err == nil {
+			for m := range batch.Messages() {
+				msgs = append(msgs, m)
 			}
+			err = batch.Error()
 		}
-		// A batch is full at batch_size items, or flushed flush_interval
-		// after its first item arrived. A disabled target is noticed within
-		// a second.
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		msgs, err := mesh.Collect(cctx, it, tc.BatchSize, time.Duration(tc.FlushInterval), mesh.WorkSize)
-		cancel()
 		if len(msgs) > 0 {
 			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+			stop := w.keepAlive(msgs)
 			errs := w.handle(hctx, tc, msgs)
+			stop()
 			cancel()
 			mesh.Settle(msgs, errs, time.Second, w.log)
 		}
-		if err != nil && ctx.Err() == nil {
-			w.log.Warn("consume_failed", "error", err.Error())
-			it.Stop()
-			it = nil
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			w.log.Warn("fetch_failed", "error", err.Error())
 			mesh.Sleep(ctx, time.Second)
 		}
 	}
 	return nil
+}
+
+// keepAlive tells JetStream every third of AckWait that msgs are still
+// being worked on (a push waiting for its rate limit can take long), until
+// the returned stop is called.
+func (w *Worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(w.ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress() // a lost one only risks a harmless redelivery
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // pending is one item in hand and the message it came in.

@@ -52,17 +52,28 @@ func Consume(ctx context.Context, cons jetstream.Consumer, o ConsumeOptions, log
 	if err != nil {
 		return err
 	}
-	defer it.Stop()
-	for {
+	for ctx.Err() == nil {
 		msgs, err := Collect(ctx, it, o.Batch, o.Wait, nil)
 		if len(msgs) > 0 {
 			settle(ctx, msgs, h, o, log)
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
+			it.Stop()
 			return err
+		}
+	}
+	// Stop pulling, and settle what the client already holds, so that
+	// nothing waits for AckWait to be redelivered after a clean stop.
+	it.Drain()
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		msgs, err := Collect(dctx, it, o.Batch, o.Wait, nil)
+		if len(msgs) > 0 {
+			settle(ctx, msgs, h, o, log)
+		}
+		if err != nil || len(msgs) == 0 {
+			return nil
 		}
 	}
 }

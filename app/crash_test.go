@@ -1,0 +1,150 @@
+package app_test
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/recordsync/record-sync/app"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// TestCrashAfterAcceptLosesNothing kills `recordsync dev` with SIGKILL (no
+// drain, no flush) after a record was accepted and before it was pushed,
+// starts it again on the same data dir, and checks that the record is
+// synced exactly once.
+func TestCrashAfterAcceptLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "recordsync")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/recordsync")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	// The emulator lives in the test, so that it outlives the crash.
+	sim, err := app.StartCRMSim("127.0.0.1:0", data, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Stop() })
+
+	first := startProcess(t, bin, data, sim.Addr)
+	if r := first.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "enabled": false}); r.Status != 200 {
+		t.Fatalf("disable hubspot: %d %s", r.Status, r.Raw)
+	}
+	if r := first.call("POST", "/v1/sync/", syncKey, contact("crash-1", "crash@example.com", map[string]any{"first_name": "Kim"})); r.Status != 202 {
+		t.Fatalf("POST: %d %s", r.Status, r.Raw)
+	}
+	first.waitState("crash-1", "hubspot", status.StateQueued)
+	first.kill()
+
+	second := startProcess(t, bin, data, sim.Addr)
+	if r := second.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "enabled": true}); r.Status != 200 {
+		t.Fatalf("enable hubspot: %d %s", r.Status, r.Raw)
+	}
+	st := second.waitState("crash-1", "hubspot", status.StateSynced)
+	if st.Attempts != 1 {
+		t.Fatalf("attempts %d, want 1", st.Attempts)
+	}
+	stats := second.sim("GET", "/stats", nil)
+	if stats.Body["records_stored"] != 1.0 || stats.Body["duplicates_created"] != 0.0 || stats.Body["requests_by_status"].(map[string]any)["200"] != 1.0 {
+		t.Fatalf("emulator: %s; want the record stored once by one request", stats.Raw)
+	}
+	second.stop()
+}
+
+// process is a recordsync dev running as a child process.
+type process struct {
+	*devStack
+	cmd *exec.Cmd
+}
+
+func startProcess(t *testing.T, bin, data, simAddr string) *process {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cmd := exec.Command(bin, "dev")
+	cmd.Env = append(os.Environ(),
+		"RECORDSYNC_DATA_DIR="+data, "RECORDSYNC_HTTP_ADDR="+addr, "RECORDSYNC_NATS_LISTEN=127.0.0.1:-1",
+		"RECORDSYNC_CRMSIM=off", "RECORDSYNC_CRMSIM_ADDR="+simAddr,
+		"RECORDSYNC_API_KEYS="+syncKey, "RECORDSYNC_ADMIN_KEYS="+adminKey, "RECORDSYNC_LOG_LEVEL=warn",
+		// Work a killed pusher held comes back after this.
+		"RECORDSYNC_PUSH_ACK_WAIT=3s")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	// The banner on stderr says it is ready, and where everything is.
+	info := app.DevInfo{HTTPURL: "http://" + addr, NATSEnv: filepath.Join(data, "nats.env"),
+		CRMSimURL: "http://" + simAddr, Credentials: filepath.Join(data, "crmsim", "credentials.json")}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		said := false
+		for sc.Scan() {
+			if !said && strings.Contains(sc.Text(), "record-sync dev is running") {
+				said = true
+				ready <- true
+			}
+		}
+		if !said {
+			ready <- false
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("recordsync dev exited before it was ready")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("recordsync dev not ready after 60s")
+	}
+	p.devStack = attach(t, info)
+	return p
+}
+
+// kill stops the process with SIGKILL: nothing is drained or flushed.
+func (p *process) kill() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		p.t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+}
+
+// stop stops the process with SIGINT, as Ctrl-C does, and expects exit 0.
+func (p *process) stop() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		p.t.Fatalf("after Ctrl-C: %v, want exit 0", err)
+	}
+}
