@@ -33,7 +33,7 @@ func TestCrashAfterAcceptLosesNothing(t *testing.T) {
 	}
 	data := t.TempDir()
 	// The emulator lives in the test, so that it outlives the crash.
-	sim, err := app.StartCRMSim("127.0.0.1:0", data, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	sim, err := app.StartCRMSim("127.0.0.1:0", data, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

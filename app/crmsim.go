@@ -42,7 +42,7 @@ func StartCRMSim(addr, dataDir string, log *slog.Logger) (*CRMSim, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("crmsim listen: %w", err)
 	}

@@ -74,7 +74,7 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 	info.CRMSimURL = "http://" + env.CRMSimAddr
 	info.Credentials = env.CRMCredentials
 
-	ln, err := net.Listen("tcp", env.HTTPAddr)
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", env.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}

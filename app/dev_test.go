@@ -51,7 +51,7 @@ func startDev(t *testing.T, opts ...func(*app.Env)) *devStack {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.DevInfo, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
@@ -248,6 +248,5 @@ func contact(recordID, email string, extra map[string]any) map[string]any {
 	}
 	return map[string]any{"record_id": recordID, "operation": "create", "data": data}
 }
-
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -158,7 +158,7 @@ func RunIngest(ctx context.Context, m *Mesh, env Env, ln net.Listener, serving f
 		return err
 	}
 	if ln == nil {
-		if ln, err = net.Listen("tcp", env.HTTPAddr); err != nil {
+		if ln, err = new(net.ListenConfig).Listen(ctx, "tcp", env.HTTPAddr); err != nil {
 			return fmt.Errorf("http listen: %w", err)
 		}
 	}

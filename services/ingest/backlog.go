@@ -24,7 +24,6 @@ type backlog struct {
 	mu      sync.RWMutex
 	pending map[string]uint64
 	inbound uint64
-	checked time.Time // last successful refresh
 }
 
 func newBacklog(js jetstream.JetStream, targets []string, log *slog.Logger) *backlog {
@@ -63,7 +62,7 @@ func (b *backlog) refresh(ctx context.Context) {
 		pending[t] = n
 	}
 	b.mu.Lock()
-	b.pending, b.inbound, b.checked = pending, in, time.Now()
+	b.pending, b.inbound = pending, in
 	b.mu.Unlock()
 }
 
@@ -101,11 +100,4 @@ func (b *backlog) of(target string) uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.pending[target] + b.inbound
-}
-
-// lastChecked returns when the counts were last refreshed.
-func (b *backlog) lastChecked() time.Time {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.checked
 }

@@ -144,7 +144,7 @@ func (s *Service) API() huma.API { return s.api }
 func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		if ln, err = new(net.ListenConfig).Listen(ctx, "tcp", s.cfg.Addr); err != nil {
 			return fmt.Errorf("ingest listen: %w", err)
 		}
 	}

@@ -165,8 +165,8 @@ func (s *Service) syncBatch(ctx context.Context, in *batchInput) (*batchOutput, 
 		if errs := s.prepare(ev, "body.events["+strconv.Itoa(i)+"]", ""); len(errs) > 0 {
 			results[i].Status = "error"
 			results[i].Error = &huma.ErrorModel{Title: "Unprocessable Entity", Status: http.StatusUnprocessableEntity, Detail: "validation failed"}
-			for _, d := range problemDetails(errs) {
-				results[i].Error.Errors = append(results[i].Error.Errors, d.(*huma.ErrorDetail))
+			for _, e := range errs {
+				results[i].Error.Errors = append(results[i].Error.Errors, &huma.ErrorDetail{Location: e.Location, Message: e.Message, Value: e.Value})
 			}
 			out.Status = http.StatusMultiStatus
 			continue

@@ -168,7 +168,7 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.
 		}
 		var work mesh.Work
 		if err := mesh.DecodeStrict(m.Data(), &work); err != nil {
-			errs[i] = fmt.Errorf("%w: undecodable work: %v", mesh.ErrTerminal, err)
+			errs[i] = fmt.Errorf("%w: undecodable work: %w", mesh.ErrTerminal, err)
 			continue
 		}
 		for _, it := range work.Items {

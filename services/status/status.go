@@ -73,7 +73,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	for i, m := range msgs {
 		var b mesh.StatusBatch
 		if err := json.Unmarshal(m.Data(), &b); err != nil {
-			errs[i] = fmt.Errorf("%w: undecodable status batch: %v", mesh.ErrTerminal, err)
+			errs[i] = fmt.Errorf("%w: undecodable status batch: %w", mesh.ErrTerminal, err)
 			continue
 		}
 		for _, c := range b.Changes {

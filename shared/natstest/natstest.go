@@ -24,7 +24,18 @@ func RunServer(t testing.TB) *natsrv.Server {
 // server and start another on the same store.
 func RunServerAt(t testing.TB, dir string) *natsrv.Server {
 	t.Helper()
-	s, err := natsrv.Start(natsrv.Config{Conf: recordsync.NATSConf, Listen: "127.0.0.1:-1", StoreDir: dir})
+	return RunServerWith(t, natsrv.Config{StoreDir: dir})
+}
+
+// RunServerWith is RunServer with cfg's profile and store; the rest of cfg
+// is filled in.
+func RunServerWith(t testing.TB, cfg natsrv.Config) *natsrv.Server {
+	t.Helper()
+	cfg.Conf, cfg.Listen = recordsync.NATSConf, "127.0.0.1:-1"
+	if cfg.StoreDir == "" {
+		cfg.StoreDir = t.TempDir()
+	}
+	s, err := natsrv.Start(cfg)
 	if err != nil {
 		t.Fatalf("start nats: %v", err)
 	}

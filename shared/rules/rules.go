@@ -156,9 +156,10 @@ func validRuleID(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
 	}
-	return !strings.ContainsFunc(id, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:-", r))
-	})
+	allowed := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:-", r)
+	}
+	return !strings.ContainsFunc(id, func(r rune) bool { return !allowed(r) })
 }
 
 // Evaluate decides what happens to ev for target. The first rule that
