@@ -36,7 +36,7 @@ const (
 func SyncInterval(profile string) (string, error) {
 	switch profile {
 	case "", ProfileFast:
-		return "2m", nil
+		return "2m0s", nil // "2m" would read as 2,000,000 in a nats.conf variable
 	case ProfileDurable:
 		return "always", nil
 	}
