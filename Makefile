@@ -6,8 +6,8 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 .PHONY: run test test-short lint bench bench-ingest build clean
 
 ## run: everything in one process (embedded NATS, services, CRM emulator)
-run:
-	go run ./cmd/recordsync dev
+run: build
+	$(BIN)/recordsync dev
 
 ## test: every test, with the race detector, against a real embedded NATS
 test:

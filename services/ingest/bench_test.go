@@ -29,7 +29,7 @@ const benchKey = "bench-key"
 
 // edge runs the HTTP edge alone against an embedded NATS server of the
 // given profile; nothing consumes what it publishes.
-func edge(b *testing.B, profile string) string {
+func edge(b testing.TB, profile string) (string, *natsrv.Server) {
 	b.Helper()
 	srv := natstest.RunServerWith(b, natsrv.Config{Profile: profile})
 	nc, js := natstest.Connect(b, srv, "ingest")
@@ -61,7 +61,7 @@ func edge(b *testing.B, profile string) string {
 	}
 	ts := httptest.NewServer(svc.Handler())
 	b.Cleanup(ts.Close)
-	return ts.URL
+	return ts.URL, srv
 }
 
 var seq atomic.Int64
@@ -94,7 +94,7 @@ func BenchmarkIngest(b *testing.B) {
 	for _, profile := range []string{natsrv.ProfileFast, natsrv.ProfileDurable} {
 		for _, size := range []int{1, 100} {
 			b.Run(fmt.Sprintf("profile=%s/batch=%d", profile, size), func(b *testing.B) {
-				base := edge(b, profile)
+				base, _ := edge(b, profile)
 				url := base + "/v1/sync/"
 				if size > 1 {
 					url = base + "/v1/sync/batch"

@@ -103,6 +103,11 @@ func (s *Service) syncOne(ctx context.Context, in *syncInput) (*syncOutput, erro
 
 // publish stores v on subject and returns once JetStream acknowledged it.
 func (s *Service) publish(ctx context.Context, subject, msgID string, v any) (*jetstream.PubAck, error) {
+	if !s.deps.NC.IsConnected() {
+		// Fail now rather than after the publish timeout: nothing is stored.
+		return nil, huma.ErrorWithHeaders(huma.Error503ServiceUnavailable("NATS is unreachable; nothing was accepted, retry"),
+			http.Header{"Retry-After": {"1"}})
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, huma.Error500InternalServerError("encode event")

@@ -89,7 +89,12 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 		events, bad := s.decode(msg)
 		for j := range events {
 			ev := &events[j]
-			ev.Normalize(s.cfg.DefaultTargets, now)
+			// An event published without an id or a time gets ones derived
+			// from its message, so that a redelivery yields the same event.
+			if ev.EventID == "" {
+				ev.EventID = fmt.Sprintf("in-%d-%d", meta.Sequence.Stream, j)
+			}
+			ev.Normalize(s.cfg.DefaultTargets, meta.Timestamp)
 			for _, target := range ev.Targets {
 				c, item := s.route(compiled, ev, target, now)
 				changes = append(changes, c)
