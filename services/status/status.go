@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recordsync/record-sync/shared/mesh"
@@ -24,16 +24,18 @@ import (
 type Config struct {
 	// FetchBatch is how many change messages are taken at once.
 	FetchBatch int
-	// Workers is how many records are written concurrently.
-	Workers int
+	// CacheSize is how many records' last written value and revision are
+	// kept, so that a write needs no read first.
+	CacheSize int
 }
 
 // Service writes status changes to KV.
 type Service struct {
-	js  jetstream.JetStream
-	kv  jetstream.KeyValue
-	cfg Config
-	log *slog.Logger
+	js    jetstream.JetStream
+	kv    jetstream.KeyValue
+	cfg   Config
+	log   *slog.Logger
+	cache *cache
 }
 
 // New returns the status service writing to kv.
@@ -41,10 +43,10 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Lo
 	if cfg.FetchBatch == 0 {
 		cfg.FetchBatch = 256
 	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 16
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 100_000
 	}
-	return &Service{js: js, kv: kv, cfg: cfg, log: log}
+	return &Service{js: js, kv: kv, cfg: cfg, log: log, cache: newCache(cfg.CacheSize)}
 }
 
 // Run consumes status changes until ctx ends.
@@ -62,14 +64,24 @@ func (s *Service) Run(ctx context.Context) error {
 	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.FetchBatch, Wait: 10 * time.Millisecond}, s.log, s.handle)
 }
 
+// pendingWrite is one record's new value on its way to KV.
+type pendingWrite struct {
+	key     string
+	rec     status.Record
+	changes []status.Change
+	msgs    []int // indexes of the messages holding its changes
+	base    uint64
+	raw     []byte
+	future  jetstream.PubAckFuture
+}
+
 // handle groups the changes of the fetched messages by record, writes each
-// record once, and fails exactly the messages whose records could not be
-// written.
+// changed record once, all writes in flight together, and fails exactly the
+// messages whose records could not be written.
 func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
-	byRecord := map[string][]status.Change{}
-	from := map[string][]int{} // record -> indexes of the messages holding its changes
-	var order []string
+	byKey := map[string]*pendingWrite{}
+	var order []*pendingWrite
 	for i, m := range msgs {
 		var b mesh.StatusBatch
 		if err := json.Unmarshal(m.Data(), &b); err != nil {
@@ -77,81 +89,131 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			continue
 		}
 		for _, c := range b.Changes {
-			if _, ok := byRecord[c.RecordID]; !ok {
-				order = append(order, c.RecordID)
+			key := status.Key(c.RecordID)
+			w := byKey[key]
+			if w == nil {
+				w = &pendingWrite{key: key}
+				byKey[key] = w
+				order = append(order, w)
 			}
-			byRecord[c.RecordID] = append(byRecord[c.RecordID], c)
-			from[c.RecordID] = append(from[c.RecordID], i)
+			w.changes = append(w.changes, c)
+			if n := len(w.msgs); n == 0 || w.msgs[n-1] != i {
+				w.msgs = append(w.msgs, i)
+			}
 		}
 	}
-	var mu sync.Mutex
-	sem := make(chan struct{}, s.cfg.Workers)
-	var wg sync.WaitGroup
-	for _, id := range order {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := s.write(ctx, id, byRecord[id]); err != nil {
-				s.log.Warn("status_write_failed", "record_id", id, "error", err.Error())
-				mu.Lock()
-				for _, i := range from[id] {
-					errs[i] = err
-				}
-				mu.Unlock()
-			}
-		}()
+	// Optimistic: start from the cached value (or an absent key) and let the
+	// revision check catch anything newer; read only for what it catches.
+	for _, w := range order {
+		w.rec, w.base = s.cache.get(w.key)
 	}
-	wg.Wait()
+	todo := order
+	for attempt := 1; len(todo) > 0; attempt++ {
+		var inFlight []*pendingWrite
+		for _, w := range todo {
+			if err := s.publish(w); err != nil {
+				s.fail(errs, w, err)
+			} else if w.future != nil {
+				inFlight = append(inFlight, w)
+			}
+		}
+		todo = nil
+		for _, w := range inFlight {
+			select {
+			case ack := <-w.future.Ok():
+				s.cache.put(w.key, w.raw, ack.Sequence)
+				s.logChanges(w)
+			case err := <-w.future.Err():
+				s.cache.drop(w.key)
+				if !isWrongRevision(err) || attempt == maxAttempts {
+					s.fail(errs, w, fmt.Errorf("write status: %w", err))
+				} else if err := s.reload(ctx, w); err != nil {
+					s.fail(errs, w, err)
+				} else {
+					todo = append(todo, w)
+				}
+			case <-ctx.Done():
+				s.fail(errs, w, ctx.Err())
+			}
+		}
+	}
 	return errs
 }
 
-// write applies changes to a record's stored status with compare-and-set,
-// reading again when another writer got there first.
-func (s *Service) write(ctx context.Context, recordID string, changes []status.Change) error {
-	key := status.Key(recordID)
-	for attempt := 0; attempt < 10; attempt++ {
-		var rec status.Record
-		var rev uint64
-		e, err := s.kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("read status: %w", err)
-		default:
-			rev = e.Revision()
-			if err := json.Unmarshal(e.Value(), &rec); err != nil {
-				s.log.Error("status_value_corrupt", "record_id", recordID, "error", err.Error())
-				rec = status.Record{}
-			}
+// maxAttempts bounds the writes of one record in one batch when other
+// writers keep changing it.
+const maxAttempts = 10
+
+// publish applies w's changes to its base value and, if anything changed,
+// publishes the result with the base revision as the expected one.
+func (s *Service) publish(w *pendingWrite) error {
+	changed := false
+	for _, c := range w.changes {
+		if w.rec.Apply(c) {
+			changed = true
 		}
-		changed := false
-		for _, c := range changes {
-			if rec.Apply(c) {
-				changed = true
-				s.log.Info("status_changed", "record_id", c.RecordID, "event_id", c.EventID, "target", c.Target,
-					"state", string(c.State), "attempt", c.Attempts)
-			}
-		}
-		if !changed {
-			return nil
-		}
-		raw, err := json.Marshal(&rec)
-		if err != nil {
-			return fmt.Errorf("encode status: %w", err)
-		}
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, raw)
-		} else {
-			_, err = s.kv.Update(ctx, key, raw, rev)
-		}
-		if mesh.IsConflict(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("write status: %w", err)
-		}
+	}
+	w.future = nil
+	if !changed {
 		return nil
 	}
-	return fmt.Errorf("write status %s: too many concurrent writers", recordID)
+	raw, err := json.Marshal(&w.rec)
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	w.raw = raw
+	m := nats.NewMsg("$KV." + mesh.BucketStatus + "." + w.key)
+	m.Data = raw
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, fmt.Sprint(w.base))
+	f, err := s.js.PublishMsgAsync(m)
+	if err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	w.future = f
+	return nil
+}
+
+// reload reads w's record from KV after another writer changed it.
+func (s *Service) reload(ctx context.Context, w *pendingWrite) error {
+	w.rec, w.base = status.Record{}, 0
+	e, err := s.kv.Get(ctx, w.key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read status: %w", err)
+	}
+	w.base = e.Revision()
+	if err := json.Unmarshal(e.Value(), &w.rec); err != nil {
+		s.log.Error("status_value_corrupt", "record_key", w.key, "error", err.Error())
+		w.rec = status.Record{}
+	}
+	return nil
+}
+
+func (s *Service) fail(errs []error, w *pendingWrite, err error) {
+	s.log.Warn("status_write_failed", "record_key", w.key, "error", err.Error())
+	for _, i := range w.msgs {
+		errs[i] = err
+	}
+}
+
+func (s *Service) logChanges(w *pendingWrite) {
+	for _, c := range w.changes {
+		if t := w.rec.Targets[c.Target]; t != nil && t.EventID == c.EventID && t.State == c.State {
+			s.log.Info("status_changed", "record_id", c.RecordID, "event_id", c.EventID, "target", c.Target,
+				"state", string(c.State), "attempt", c.Attempts)
+		}
+	}
+}
+
+// isWrongRevision reports whether a KV write failed because the key had
+// moved on from the revision it was based on.
+func isWrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }

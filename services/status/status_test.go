@@ -1,0 +1,116 @@
+package status_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	statussvc "github.com/recordsync/record-sync/services/status"
+	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/natstest"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// TestTwoWritersConverge runs two status services against one bucket and
+// feeds them, out of order, the changes of several events per record: every
+// record must end with its newest event's final state.
+func TestTwoWritersConverge(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv, "status")
+	_, pub := natstest.Connect(t, srv, "operator") // publishes the changes, as rules and pushers do
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, mesh.BucketStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	for i := range 2 {
+		svc := statussvc.New(js, kv, statussvc.Config{FetchBatch: 7 + i*5}, log)
+		go func() { done <- svc.Run(run) }()
+	}
+	t.Cleanup(func() {
+		stop()
+		<-done
+		<-done
+	})
+
+	const records, events = 20, 4
+	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	var changes []status.Change
+	for r := range records {
+		for e := range events {
+			for _, st := range []status.State{status.StateQueued, status.StateRetrying, status.StateSynced} {
+				changes = append(changes, status.Change{RecordID: fmt.Sprintf("r:%d@x", r), Target: "hubspot", EventID: fmt.Sprintf("e%d", e),
+					OccurredAt: t0.Add(time.Duration(e) * time.Second), State: st, Attempts: 1, At: t0})
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	rng.Shuffle(len(changes), func(i, j int) { changes[i], changes[j] = changes[j], changes[i] })
+	watch, err := kv.WatchAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Stop() }()
+	for start := 0; start < len(changes); start += 3 {
+		batch := mesh.StatusBatch{Changes: changes[start:min(start+3, len(changes))]}
+		b, _ := json.Marshal(batch)
+		if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := map[string]bool{}
+	for len(final) < records {
+		select {
+		case e := <-watch.Updates():
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var rec status.Record
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				t.Fatal(err)
+			}
+			st := rec.Targets["hubspot"]
+			if st.EventID == fmt.Sprintf("e%d", events-1) && st.State == status.StateSynced {
+				final[e.Key()] = true
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d records reached their final state", len(final), records)
+		}
+	}
+	// Nothing may move a record back afterwards: publish an old change and
+	// a sentinel, and check the old one did not apply.
+	old, _ := json.Marshal(mesh.StatusBatch{Changes: []status.Change{{RecordID: "r:0@x", Target: "hubspot", EventID: "e0", OccurredAt: t0, State: status.StateFailed, At: t0}}})
+	sentinel, _ := json.Marshal(mesh.StatusBatch{Changes: []status.Change{{RecordID: "sentinel", Target: "hubspot", EventID: "s", OccurredAt: t0, State: status.StateQueued, At: t0}}})
+	for _, b := range [][]byte{old, sentinel} {
+		if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case e = <-watch.Updates():
+		case <-ctx.Done():
+			t.Fatal("the sentinel never arrived")
+		}
+		if e != nil && e.Key() == "sentinel" {
+			break
+		}
+		if e != nil && e.Key() == status.Key("r:0@x") {
+			t.Fatalf("an old change rewrote the record: %s", e.Value())
+		}
+	}
+}
