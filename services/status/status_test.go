@@ -42,8 +42,8 @@ func TestTwoWritersConverge(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		stop()
-		<-done
-		<-done
+		_ = <-done
+		_ = <-done
 	})
 
 	const records, events = 20, 4
