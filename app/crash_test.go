@@ -39,10 +39,15 @@ func TestCrashAfterAcceptLosesNothing(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sim.Stop() })
 
-	first := startProcess(t, bin, data, sim.Addr)
-	if r := first.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "enabled": false}); r.Status != 200 {
+	// HubSpot disabled, so that the record waits in its stream. The pusher
+	// reads its config at start, so a restart makes the setting certain.
+	setup := startProcess(t, bin, data, sim.Addr)
+	if r := setup.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "enabled": false}); r.Status != 200 {
 		t.Fatalf("disable hubspot: %d %s", r.Status, r.Raw)
 	}
+	setup.stop()
+
+	first := startProcess(t, bin, data, sim.Addr)
 	if r := first.call("POST", "/v1/sync/", syncKey, contact("crash-1", "crash@example.com", map[string]any{"first_name": "Kim"})); r.Status != 202 {
 		t.Fatalf("POST: %d %s", r.Status, r.Raw)
 	}

@@ -48,7 +48,7 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 	info.APIKey, info.AdminKey = first(env.APIKeys), first(env.AdminKeys)
 
 	srv, err := natsrv.Start(natsrv.Config{Conf: recordsync.NATSConf, Listen: env.NATSListen,
-		StoreDir: filepath.Join(env.DataDir, "nats"), Profile: env.Profile})
+		StoreDir: filepath.Join(env.DataDir, "nats"), Profile: env.Profile, Log: log.With("service", "nats")})
 	if err != nil {
 		return err
 	}

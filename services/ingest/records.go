@@ -112,7 +112,7 @@ func (s *Service) retry(ctx context.Context, in *recordInput) (*retryOutput, err
 		changes = append(changes, status.Change{RecordID: it.RecordID, Target: target, EventID: it.EventID, Operation: string(it.Operation),
 			OccurredAt: it.OccurredAt, Generation: it.Generation, State: status.StateQueued, At: now})
 	}
-	f, err := mesh.PublishJSONAsync(s.deps.JS, mesh.SubjectStatus("ingest"), "", mesh.StatusBatch{Changes: changes})
+	f, err := mesh.PublishStatusAsync(s.deps.JS, "ingest", "", changes)
 	if err == nil {
 		futures = append(futures, f)
 		err = mesh.WaitAcks(ctx, futures)

@@ -408,7 +408,7 @@ func (w *Worker) publish(ctx context.Context, msgs []jetstream.Msg, out outcome)
 		fs = append(fs, f)
 	}
 	if len(out.changes) > 0 {
-		f, err := mesh.PublishJSONAsync(w.js, mesh.SubjectStatus("pusher"), "", mesh.StatusBatch{Changes: out.changes})
+		f, err := mesh.PublishStatusAsync(w.js, "pusher", "", out.changes)
 		if err != nil {
 			return err
 		}

@@ -121,7 +121,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	// Status first, so that "queued" is stored before a push can report
 	// "synced".
 	if len(changes) > 0 {
-		f, err := mesh.PublishJSONAsync(s.js, mesh.SubjectStatus("rules"), id+":status", mesh.StatusBatch{Changes: changes})
+		f, err := mesh.PublishStatusAsync(s.js, "rules", id+":status", changes)
 		if err != nil {
 			return failAll(errs, err)
 		}

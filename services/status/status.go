@@ -22,12 +22,20 @@ import (
 
 // Config configures the status service.
 type Config struct {
-	// FetchBatch is how many change messages are taken at once.
-	FetchBatch int
 	// CacheSize is how many records' last written value and revision are
 	// kept, so that a write needs no read first.
 	CacheSize int
+	// Linger is how long changes are gathered before they are written, so
+	// that the changes of one record (queued, then synced; several
+	// targets) become one KV write. In the durable profile every write is a
+	// fsync, so fewer writes are more records per second.
+	Linger time.Duration
+	// MaxChanges bounds the changes gathered in one round.
+	MaxChanges int
 }
+
+// DefaultLinger is Config.Linger when unset.
+const DefaultLinger = 250 * time.Millisecond
 
 // Service writes status changes to KV.
 type Service struct {
@@ -40,8 +48,11 @@ type Service struct {
 
 // New returns the status service writing to kv.
 func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Logger) *Service {
-	if cfg.FetchBatch == 0 {
-		cfg.FetchBatch = 256
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
+	if cfg.MaxChanges == 0 {
+		cfg.MaxChanges = 20_000
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 100_000
@@ -61,7 +72,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("status consumer: %w", err)
 	}
-	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.FetchBatch, Wait: 10 * time.Millisecond}, s.log, s.handle)
+	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.MaxChanges, Size: mesh.Count, Buffer: 1024, Wait: s.cfg.Linger}, s.log, s.handle)
 }
 
 // pendingWrite is one record's new value on its way to KV.

@@ -37,13 +37,16 @@ func TestTwoWritersConverge(t *testing.T) {
 	run, stop := context.WithCancel(ctx)
 	done := make(chan error, 2)
 	for i := range 2 {
-		svc := statussvc.New(js, kv, statussvc.Config{FetchBatch: 7 + i*5}, log)
+		svc := statussvc.New(js, kv, statussvc.Config{MaxChanges: 7 + i*5, Linger: time.Duration(i+1) * time.Millisecond}, log)
 		go func() { done <- svc.Run(run) }()
 	}
 	t.Cleanup(func() {
 		stop()
-		_ = <-done
-		_ = <-done
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("status service: %v", err)
+			}
+		}
 	})
 
 	const records, events = 20, 4

@@ -27,10 +27,14 @@ var ErrSettled = errors.New("settled by the handler")
 
 // ConsumeOptions tunes Consume.
 type ConsumeOptions struct {
-	// Batch is the most messages fetched at once.
+	// Batch is the most a batch holds: messages, or what Size counts.
 	Batch int
+	// Size counts what a message adds to a batch (nil: 1 each).
+	Size func(jetstream.Msg) int
 	// Wait is how long a fetch waits for a full batch.
 	Wait time.Duration
+	// Buffer is how many messages the client pulls ahead (default 2 x Batch).
+	Buffer int
 	// NakDelay is the redelivery delay after a handler error.
 	NakDelay time.Duration
 	// HandleTimeout bounds one call of the handler.
@@ -39,8 +43,8 @@ type ConsumeOptions struct {
 
 // Consume hands batches of messages from cons to h until ctx ends; then it
 // finishes the batch in hand and returns. A batch is what arrived within
-// o.Wait of its first message, at most o.Batch messages, so a lone message
-// waits at most o.Wait and a backlog is taken in full batches.
+// o.Wait of its first message, up to o.Batch, so a lone message waits at
+// most o.Wait and a backlog is taken in full batches.
 func Consume(ctx context.Context, cons jetstream.Consumer, o ConsumeOptions, log *slog.Logger, h BatchHandler) error {
 	if o.NakDelay == 0 {
 		o.NakDelay = time.Second
@@ -48,12 +52,15 @@ func Consume(ctx context.Context, cons jetstream.Consumer, o ConsumeOptions, log
 	if o.HandleTimeout == 0 {
 		o.HandleTimeout = time.Minute
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * o.Batch))
+	if o.Buffer == 0 {
+		o.Buffer = 2 * o.Batch
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(o.Buffer))
 	if err != nil {
 		return err
 	}
 	for ctx.Err() == nil {
-		msgs, err := Collect(ctx, it, o.Batch, o.Wait, nil)
+		msgs, err := Collect(ctx, it, o.Batch, o.Wait, o.Size)
 		if len(msgs) > 0 {
 			settle(ctx, msgs, h, o, log)
 		}
@@ -68,7 +75,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, o ConsumeOptions, log
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		msgs, err := Collect(dctx, it, o.Batch, o.Wait, nil)
+		msgs, err := Collect(dctx, it, o.Batch, o.Wait, o.Size)
 		if len(msgs) > 0 {
 			settle(ctx, msgs, h, o, log)
 		}

@@ -77,8 +77,8 @@ const (
 	HeaderReason = "Recordsync-Reason"
 	// HeaderSubject is the subject a rejected message was published to.
 	HeaderSubject = "Recordsync-Subject"
-	// HeaderCount is the number of items of a Work message, so that a
-	// pusher can fill a batch without decoding.
+	// HeaderCount is the number of items of a Work message or changes of a
+	// StatusBatch, so that a consumer can size its batches without decoding.
 	HeaderCount = "Recordsync-Count"
 	// HeaderNotBefore holds the RFC 3339 time before which a retried Work
 	// message must not be pushed.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recordsync/record-sync/shared/status"
 )
 
 // PublishJSONAsync publishes v as JSON to subject with msgID as the
@@ -76,8 +78,17 @@ func PublishWorkAsync(js jetstream.JetStream, target, msgID string, w *Work, hdr
 	return PublishJSONAsync(js, SubjectPush(target), msgID, w, hdr)
 }
 
-// WorkSize returns the item count of a Work message (1 when not stated).
-func WorkSize(m jetstream.Msg) int {
+// PublishStatusAsync publishes changes on the status subject of source,
+// with their count in HeaderCount.
+func PublishStatusAsync(js jetstream.JetStream, source, msgID string, changes []status.Change) (jetstream.PubAckFuture, error) {
+	hdr := nats.Header{}
+	hdr.Set(HeaderCount, strconv.Itoa(len(changes)))
+	return PublishJSONAsync(js, SubjectStatus(source), msgID, StatusBatch{Changes: changes}, hdr)
+}
+
+// Count returns the item or change count of a Work or StatusBatch message
+// (1 when not stated).
+func Count(m jetstream.Msg) int {
 	if n, err := strconv.Atoi(m.Headers().Get(HeaderCount)); err == nil && n > 0 {
 		return n
 	}

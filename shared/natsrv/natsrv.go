@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,6 +56,8 @@ type Config struct {
 	Profile string
 	// Passwords per user; users missing here get a random password.
 	Passwords map[string]string
+	// Log receives the server's warnings and errors (none when nil).
+	Log *slog.Logger
 }
 
 // Server is a running embedded NATS server and the passwords of its users.
@@ -118,15 +121,17 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("nats.conf: %w", err)
 	}
 	opts.NoSigs = true
-	opts.NoLog = true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
+	if cfg.Log != nil {
+		s.SetLoggerV2(serverLog{cfg.Log}, false, false, false)
+	}
 	s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
+	if !s.ReadyForConnections(15 * time.Second) {
 		s.Shutdown()
-		return nil, fmt.Errorf("nats server not ready")
+		return nil, fmt.Errorf("nats server not ready after 15s (is %s in use? see the nats_server log lines)", cfg.Listen)
 	}
 	return &Server{Server: s, Passwords: pw}, nil
 }
