@@ -177,6 +177,14 @@ func call(t *testing.T, method, url, key string, body any, hdr ...string) respon
 // for target is state, and returns it.
 func (s *devStack) waitState(recordID, target string, state status.State) *status.Target {
 	s.t.Helper()
+	return s.waitFor(recordID, target, string(state), func(t *status.Target) bool { return t.State == state })
+}
+
+// waitFor waits, by watching KV sync_status, until ok holds for the
+// record's status for target; what names the awaited condition in a
+// failure.
+func (s *devStack) waitFor(recordID, target, what string, ok func(*status.Target) bool) *status.Target {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	w, err := s.kv.Watch(ctx, status.Key(recordID))
@@ -195,11 +203,11 @@ func (s *devStack) waitState(recordID, target string, state status.State) *statu
 			if err := json.Unmarshal(e.Value(), &rec); err != nil {
 				s.t.Fatal(err)
 			}
-			if last = rec.Targets[target]; last != nil && last.State == state {
+			if last = rec.Targets[target]; last != nil && ok(last) {
 				return last
 			}
 		case <-ctx.Done():
-			s.t.Fatalf("record %s never reached %s for %s; last: %+v", recordID, state, target, last)
+			s.t.Fatalf("record %s never reached %s for %s; last: %+v", recordID, what, target, last)
 		}
 	}
 }
@@ -248,5 +256,3 @@ func contact(recordID, email string, extra map[string]any) map[string]any {
 	}
 	return map[string]any{"record_id": recordID, "operation": "create", "data": data}
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -54,9 +54,7 @@ func TestRecordEndToEnd(t *testing.T) {
 	if r := s.call("POST", "/v1/sync/", syncKey, upd); r.Status != http.StatusAccepted {
 		t.Fatalf("update: %d %s", r.Status, r.Raw)
 	}
-	if st := s.waitState("c-123", "hubspot", status.StateSynced); st.Operation != "update" {
-		s.waitStateOp("c-123", "update")
-	}
+	s.waitStateOp("c-123", "update")
 	c = s.hubspot("GET", "/crm/v3/objects/contacts/ada@example.com?idProperty=email", nil)
 	if props := c.Body["properties"].(map[string]any); props["jobtitle"] != "Countess" || props["firstname"] != "Ada" {
 		t.Fatalf("updated contact: %s", c.Raw)
@@ -75,28 +73,9 @@ func TestRecordEndToEnd(t *testing.T) {
 // event of operation op.
 func (s *devStack) waitStateOp(recordID, op string) {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	w, err := s.kv.Watch(ctx, status.Key(recordID))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			var rec status.Record
-			_ = jsonUnmarshal(e.Value(), &rec)
-			if t := rec.Targets["hubspot"]; t != nil && t.Operation == op && t.State == status.StateSynced {
-				return
-			}
-		case <-ctx.Done():
-			s.t.Fatalf("record %s: %s never synced", recordID, op)
-		}
-	}
+	s.waitFor(recordID, "hubspot", op+" synced", func(t *status.Target) bool {
+		return t.Operation == op && t.State == status.StateSynced
+	})
 }
 
 func TestDuplicateEventProcessedOnce(t *testing.T) {

@@ -98,28 +98,17 @@ func (s *Store) Watch(ctx context.Context, maxBatch func(string) int) error {
 	if err != nil {
 		return fmt.Errorf("watch config: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil { // initial values delivered
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				s.mu.Lock()
-				delete(s.overrides, e.Key())
-				delete(s.bad, e.Key())
-				s.mu.Unlock()
-				continue
-			}
+	mesh.Follow(ctx, w, nil, func(e jetstream.KeyValueEntry) {
+		if e.Operation() == jetstream.KeyValuePut {
 			s.apply(e.Key(), e.Value(), maxBatch)
+			return
 		}
-	}
+		s.mu.Lock()
+		delete(s.overrides, e.Key())
+		delete(s.bad, e.Key())
+		s.mu.Unlock()
+	})
+	return nil
 }
 
 func (s *Store) apply(target string, raw []byte, maxBatch func(string) int) {
@@ -176,7 +165,10 @@ func (s *Store) Set(ctx context.Context, target string, o Override, maxBatch int
 				cur = Override{} // a bad stored value is replaced, not merged
 			}
 		}
-		merged := mergeOverride(cur, o)
+		merged, err := mergeOverride(cur, o)
+		if err != nil {
+			return Target{}, fmt.Errorf("merge config: %w", err)
+		}
 		t := merged.Apply(base)
 		if errs := t.Validate("body", maxBatch); len(errs) > 0 {
 			return t, errs
@@ -204,30 +196,12 @@ func (s *Store) Set(ctx context.Context, target string, o Override, maxBatch int
 	}
 }
 
-func mergeOverride(cur, o Override) Override {
-	if o.BatchSize != nil {
-		cur.BatchSize = o.BatchSize
+// mergeOverride returns cur with the fields set in o replaced: o's JSON
+// holds exactly its set fields, and decoding it onto cur leaves the others.
+func mergeOverride(cur, o Override) (Override, error) {
+	raw, err := json.Marshal(o)
+	if err == nil {
+		err = json.Unmarshal(raw, &cur)
 	}
-	if o.FlushInterval != nil {
-		cur.FlushInterval = o.FlushInterval
-	}
-	if o.RateLimitPerMinute != nil {
-		cur.RateLimitPerMinute = o.RateLimitPerMinute
-	}
-	if o.APIHost != nil {
-		cur.APIHost = o.APIHost
-	}
-	if o.Enabled != nil {
-		cur.Enabled = o.Enabled
-	}
-	if o.MaxAttempts != nil {
-		cur.MaxAttempts = o.MaxAttempts
-	}
-	if o.Backoff != nil {
-		cur.Backoff = o.Backoff
-	}
-	if o.MaxBacklog != nil {
-		cur.MaxBacklog = o.MaxBacklog
-	}
-	return cur
+	return cur, err
 }

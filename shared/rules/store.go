@@ -126,34 +126,19 @@ func (s *Store) Watch(ctx context.Context, ready chan<- struct{}) error {
 	if err != nil {
 		return fmt.Errorf("watch rules: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil {
-				if ready != nil {
-					close(ready)
-					ready = nil
-				}
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				s.log.Warn("rules_deleted_keeping_last_good", "revision", e.Revision())
-				continue
-			}
-			c, err := Parse(e.Value(), s.targets)
-			if err != nil {
-				s.log.Error("rules_not_applied", "revision", e.Revision(), "error", err.Error())
-				s.install(nil, e.Revision(), fmt.Sprintf("rule set revision %d not applied: %v", e.Revision(), err))
-				continue
-			}
-			s.install(c, e.Revision(), "")
-			s.log.Info("rules_applied", "revision", e.Revision(), "rules", len(c.rules))
+	mesh.Follow(ctx, w, ready, func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			s.log.Warn("rules_deleted_keeping_last_good", "revision", e.Revision())
+			return
 		}
-	}
+		c, err := Parse(e.Value(), s.targets)
+		if err != nil {
+			s.log.Error("rules_not_applied", "revision", e.Revision(), "error", err.Error())
+			s.install(nil, e.Revision(), fmt.Sprintf("rule set revision %d not applied: %v", e.Revision(), err))
+			return
+		}
+		s.install(c, e.Revision(), "")
+		s.log.Info("rules_applied", "revision", e.Revision(), "rules", len(c.rules))
+	})
+	return nil
 }
