@@ -155,11 +155,17 @@ func (s *Service) route(c *rules.Compiled, ev *event.Event, target string, now t
 		return ch, nil
 	case rules.Reject:
 		ch.State, ch.RuleID = status.StateFailed, d.RuleID
-		ch.Error = &status.Error{Class: status.ClassPermanent, Code: "RULE_REJECTED", Message: d.Reason}
+		code := "RULE_REJECTED"
+		if d.Error {
+			code = "RULE_ERROR"
+		}
+		ch.Error = &status.Error{Class: status.ClassPermanent, Code: code, Message: d.Reason}
 		return ch, nil
 	}
 	ch.State = status.StateQueued
-	return ch, &mesh.Item{Event: *ev}
+	item := &mesh.Item{Event: *ev}
+	item.Data = d.StripData(ev.Data)
+	return ch, item
 }
 
 func failAll(errs []error, err error) []error {
