@@ -320,8 +320,8 @@ func TestPreviewEnqueuesNothing(t *testing.T) {
 		t.Fatalf("preview: %d %s", r.Status, r.Raw)
 	}
 	hs := r.Body["targets"].(map[string]any)["hubspot"].(map[string]any)
-	payload := hs["payload"].(map[string]any)
-	if hs["decision"].(map[string]any)["action"] != "pass" || hs["identity"] != "p@example.com" || payload["firstname"] != "Pat" {
+	props := hs["payload"].(map[string]any)["properties"].(map[string]any)
+	if hs["decision"].(map[string]any)["action"] != "pass" || hs["identity"] != "p@example.com" || props["firstname"] != "Pat" || props["email"] != "p@example.com" {
 		t.Fatalf("preview: %s", r.Raw)
 	}
 	if s.lastSeq(mesh.StreamIn) != before {

@@ -23,6 +23,7 @@ import (
 	statussvc "github.com/recordsync/record-sync/services/status"
 	"github.com/recordsync/record-sync/shared/config"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/rules"
 	"github.com/recordsync/record-sync/shared/status"
@@ -63,6 +64,7 @@ type Mesh struct {
 	JS       jetstream.JetStream
 	Configs  *config.Store
 	Rules    *rules.Store
+	Mappings *mapping.Store
 	Status   *status.Reader
 	StatusKV jetstream.KeyValue
 	Registry *crm.Registry
@@ -112,6 +114,9 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 		}
 	}
 	m.Rules = rules.NewStore(rulesKV, seed, reg.Names(), log)
+	if m.Mappings, err = mapping.NewStore(rulesKV, reg.Schemas(), log); err != nil {
+		return nil, err
+	}
 	m.StatusKV, err = js.KeyValue(ctx, mesh.BucketStatus)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", mesh.BucketStatus, err)
@@ -126,6 +131,7 @@ func (m *Mesh) watch(ctx context.Context, g *errgroup.Group) error {
 	ready := make(chan struct{})
 	g.Go(func() error { return m.Rules.Watch(ctx, ready) })
 	g.Go(func() error { return m.Configs.Watch(ctx, m.Registry.MaxBatch) })
+	g.Go(func() error { return m.Mappings.Watch(ctx) })
 	select {
 	case <-ready:
 		return nil
@@ -152,7 +158,7 @@ func RunIngest(ctx context.Context, m *Mesh, env Env, ln net.Listener, serving f
 		return err
 	}
 	svc, err := ingest.New(ingest.Config{Addr: env.HTTPAddr, APIKeys: env.APIKeys, AdminKeys: env.AdminKeys, Limits: m.limits()},
-		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Status: m.Status, Registry: m.Registry}, m.Log.With("service", "ingest"))
+		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Mappings: m.Mappings, Status: m.Status, Registry: m.Registry}, m.Log.With("service", "ingest"))
 	if err != nil {
 		closeLn()
 		return err
@@ -189,7 +195,7 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 	log := m.Log.With("service", "pusher")
 	for _, name := range m.Registry.Names() {
 		c, _ := m.Registry.Get(name)
-		w := pusher.NewWorker(m.JS, c, m.Configs, m.Status, m.PushAckWait, log)
+		w := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status, m.PushAckWait, log)
 		g.Go(func() error { return w.Run(ctx) })
 	}
 	return g.Wait()

@@ -11,6 +11,9 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/recordsync/record-sync/shared/config"
+	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/rules"
 	"github.com/recordsync/record-sync/shared/valid"
 )
@@ -43,27 +46,18 @@ type putRulesInput struct {
 }
 
 func (s *Service) putRules(ctx context.Context, in *putRulesInput) (*rulesOutput, error) {
-	var rev uint64
-	switch {
-	case in.IfMatch != "":
-		v, err := strconv.ParseUint(strings.Trim(in.IfMatch, `"W/`), 10, 64)
-		if err != nil {
-			return nil, huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: "header.If-Match", Message: "must be a revision number", Value: in.IfMatch})
-		}
-		rev = v
-	case in.Body.Revision != nil:
-		rev = *in.Body.Revision
-	default:
-		return nil, huma.Error428PreconditionRequired("give the revision you replace in If-Match or body.revision (GET /v1/sync/rules returns it), so that two admins cannot overwrite each other")
+	rev, err := revision(in.IfMatch, in.Body.Revision, "GET /v1/sync/rules")
+	if err != nil {
+		return nil, err
 	}
 	newRev, err := s.deps.Rules.Replace(ctx, rules.Set{Rules: in.Body.Rules}, rev)
 	var errs valid.Errors
 	switch {
 	case errors.As(err, &errs):
 		return nil, validationProblem(errs)
-	case errors.Is(err, rules.ErrStaleRevision):
+	case errors.Is(err, mesh.ErrStaleRevision):
 		_, cur, _ := s.deps.Rules.Read(ctx)
-		return nil, huma.Error409Conflict(fmt.Sprintf("revision %d is not the current one (%d): read the rules again and reapply your change", rev, cur))
+		return nil, staleRevision(rev, cur, "rules")
 	case err != nil:
 		return nil, huma.Error503ServiceUnavailable("rules could not be stored: " + err.Error())
 	}
@@ -138,9 +132,134 @@ func (s *Service) readyz(ctx context.Context, _ *struct{}) (*healthOutput, error
 	for t, p := range s.deps.Configs.Problems() {
 		out.Body.Notes = append(out.Body.Notes, "config of "+t+" not applied: "+p)
 	}
+	for _, p := range s.deps.Mappings.Problems() {
+		out.Body.Notes = append(out.Body.Notes, p)
+	}
 	if len(why) > 0 {
 		return nil, huma.Error503ServiceUnavailable("not ready: " + strings.Join(why, "; "))
 	}
 	out.Body.Status = "ready"
 	return out, nil
+}
+
+// revision returns the revision a replacement names, from If-Match or the
+// body; naming none is a 428, so that two admins cannot overwrite each
+// other silently. get names where the current revision is read.
+func revision(ifMatch string, body *uint64, get string) (uint64, error) {
+	switch {
+	case ifMatch != "":
+		v, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(ifMatch, "W/"), `"`), 10, 64)
+		if err != nil {
+			return 0, huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: "header.If-Match", Message: "must be a revision number", Value: ifMatch})
+		}
+		return v, nil
+	case body != nil:
+		return *body, nil
+	}
+	return 0, huma.Error428PreconditionRequired("give the revision you replace in If-Match or body.revision (" + get + " returns it; 0 when nothing is stored), so that two admins cannot overwrite each other")
+}
+
+func staleRevision(given, current uint64, what string) error {
+	return huma.Error409Conflict(fmt.Sprintf("revision %d is not the current one (%d): read the %s again and reapply your change", given, current, what))
+}
+
+// MappingView is a target's mapping for one object type.
+type MappingView struct {
+	Target     string          `json:"target"`
+	ObjectType string          `json:"object_type"`
+	Revision   uint64          `json:"revision" doc:"0 when none is stored and the plugin's default applies"`
+	Stored     mapping.Mapping `json:"stored" doc:"The stored mapping, or the default"`
+	Effective  []mapping.Field `json:"effective" doc:"The mapping in force, base included"`
+	Problem    string          `json:"problem,omitempty" doc:"Why the stored mapping is not the one in force"`
+}
+
+func (s *Service) mappingView(ctx context.Context, target, objectType string) (MappingView, error) {
+	m, rev, err := s.deps.Mappings.Read(ctx, target, objectType)
+	if errors.Is(err, mapping.ErrUnknown) {
+		return MappingView{}, huma.Error404NotFound(fmt.Sprintf("no mapping for target %q and object type %q", target, objectType))
+	}
+	if err != nil {
+		return MappingView{}, huma.Error503ServiceUnavailable("mappings are unavailable: " + err.Error())
+	}
+	v := MappingView{Target: target, ObjectType: objectType, Revision: rev, Stored: m,
+		Problem: s.deps.Mappings.Problems()[mapping.Key(target, objectType)]}
+	if c := s.deps.Mappings.Get(target, objectType); c != nil {
+		v.Effective = c.Effective()
+	}
+	return v, nil
+}
+
+type mappingsOutput struct {
+	Body struct {
+		Mappings []MappingView `json:"mappings"`
+	}
+}
+
+func (s *Service) listMappings(ctx context.Context, _ *struct{}) (*mappingsOutput, error) {
+	out := &mappingsOutput{}
+	out.Body.Mappings = []MappingView{}
+	schemas := s.deps.Registry.Schemas()
+	for _, target := range s.deps.Registry.Names() {
+		for _, ot := range []string{event.ObjectContact, event.ObjectLead} {
+			if _, ok := schemas[target][ot]; !ok {
+				continue
+			}
+			v, err := s.mappingView(ctx, target, ot)
+			if err != nil {
+				return nil, err
+			}
+			out.Body.Mappings = append(out.Body.Mappings, v)
+		}
+	}
+	return out, nil
+}
+
+type mappingInput struct {
+	Target     string `path:"target"`
+	ObjectType string `path:"object_type"`
+}
+
+type mappingOutput struct {
+	ETag string `header:"ETag"`
+	Body MappingView
+}
+
+func (s *Service) getMapping(ctx context.Context, in *mappingInput) (*mappingOutput, error) {
+	v, err := s.mappingView(ctx, in.Target, in.ObjectType)
+	if err != nil {
+		return nil, err
+	}
+	return &mappingOutput{ETag: strconv.Quote(strconv.FormatUint(v.Revision, 10)), Body: v}, nil
+}
+
+type putMappingInput struct {
+	Target     string `path:"target"`
+	ObjectType string `path:"object_type"`
+	IfMatch    string `header:"If-Match" doc:"The revision replaced, as GET returned it in ETag (0 when none is stored)"`
+	Body       struct {
+		Revision *uint64 `json:"revision,omitempty" doc:"The revision replaced, when If-Match is not used"`
+		mapping.Mapping
+	}
+}
+
+func (s *Service) putMapping(ctx context.Context, in *putMappingInput) (*mappingOutput, error) {
+	rev, err := revision(in.IfMatch, in.Body.Revision, "GET /v1/sync/mappings/{target}/{object_type}")
+	if err != nil {
+		return nil, err
+	}
+	_, _, err = s.deps.Mappings.Replace(ctx, in.Target, in.ObjectType, in.Body.Mapping, rev)
+	var errs valid.Errors
+	switch {
+	case errors.As(err, &errs):
+		return nil, validationProblem(errs)
+	case errors.Is(err, mapping.ErrUnknown):
+		return nil, huma.Error404NotFound(err.Error())
+	case errors.Is(err, mesh.ErrStaleRevision):
+		_, cur, _ := s.deps.Mappings.Read(ctx, in.Target, in.ObjectType)
+		return nil, staleRevision(rev, cur, "mapping")
+	case err != nil:
+		return nil, huma.Error503ServiceUnavailable("mapping could not be stored: " + err.Error())
+	}
+	s.log.Info("mapping_replaced", "target", in.Target, "object_type", in.ObjectType)
+	return s.getMapping(ctx, &mappingInput{Target: in.Target, ObjectType: in.ObjectType})
 }

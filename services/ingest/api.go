@@ -81,6 +81,22 @@ func (s *Service) register() {
 		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict, http.StatusUnprocessableEntity},
 	}), s.putRules)
 	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "list-mappings", Method: http.MethodGet, Path: "/v1/sync/mappings",
+		Summary: "Field mappings of every target and object type",
+		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden},
+	}), s.listMappings)
+	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "get-mapping", Method: http.MethodGet, Path: "/v1/sync/mappings/{target}/{object_type}",
+		Summary: "The field mapping of a target and object type, and its revision",
+		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound},
+	}), s.getMapping)
+	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "put-mapping", Method: http.MethodPost, Path: "/v1/sync/mappings/{target}/{object_type}",
+		Summary:     "Replace the field mapping of a target and object type",
+		Description: "Validated against the fields the CRM accepts before it is stored; applies to the next push. Give the revision replaced (0 when none is stored) in If-Match or the body.",
+		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
+	}), s.putMapping)
+	huma.Register(s.api, adminOp(huma.Operation{
 		OperationID: "get-config", Method: http.MethodGet, Path: "/v1/sync/config",
 		Summary: "Effective configuration per target",
 		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden},

@@ -18,6 +18,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher/crm/hubspot"
 	"github.com/recordsync/record-sync/shared/config"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/natsrv"
 	"github.com/recordsync/record-sync/shared/natstest"
@@ -53,9 +54,13 @@ func edge(b testing.TB, profile string) (string, *natsrv.Server) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	mappings, err := mapping.NewStore(rulesKV, reg.Schemas(), log)
+	if err != nil {
+		b.Fatal(err)
+	}
 	svc, err := ingest.New(ingest.Config{APIKeys: []string{benchKey}, Limits: event.DefaultLimits(reg.Names())},
 		ingest.Deps{NC: nc, JS: js, Configs: config.NewStore(cfgKV, defaults, log), Rules: rules.NewStore(rulesKV, seed, reg.Names(), log),
-			Status: status.NewReader(statusKV), Registry: reg}, log)
+			Mappings: mappings, Status: status.NewReader(statusKV), Registry: reg}, log)
 	if err != nil {
 		b.Fatal(err)
 	}

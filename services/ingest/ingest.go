@@ -23,6 +23,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/config"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/rules"
 	"github.com/recordsync/record-sync/shared/status"
 )
@@ -73,6 +74,7 @@ type Deps struct {
 	JS       jetstream.JetStream
 	Configs  *config.Store
 	Rules    *rules.Store
+	Mappings *mapping.Store
 	Status   *status.Reader
 	Registry *crm.Registry
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recordsync/record-sync/services/pusher"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/rules"
@@ -130,8 +131,9 @@ func (s *Service) retry(ctx context.Context, in *recordInput) (*retryOutput, err
 type PreviewTarget struct {
 	Decision rules.Decision `json:"decision"`
 	Identity string         `json:"identity,omitempty" doc:"The record's key in the CRM"`
-	Payload  map[string]any `json:"payload,omitempty" doc:"The fields the CRM would receive"`
-	Error    string         `json:"error,omitempty" doc:"Why the CRM could not be sent this event"`
+	Fields   map[string]any `json:"fields,omitempty" doc:"The mapped fields"`
+	Payload  any            `json:"payload,omitempty" doc:"Exactly what the CRM would receive for this record"`
+	Error    *status.Error  `json:"error,omitempty" doc:"Why the CRM could not be sent this event"`
 }
 
 type previewOutput struct {
@@ -141,6 +143,8 @@ type previewOutput struct {
 	}
 }
 
+// preview runs the rules and the mapping in force for each target, as the
+// rules service and the pusher would, and enqueues and records nothing.
 func (s *Service) preview(_ context.Context, in *syncInput) (*previewOutput, error) {
 	var ev event.Event
 	if err := decodeBody(in.RawBody, &ev); err != nil {
@@ -157,13 +161,13 @@ func (s *Service) preview(_ context.Context, in *syncInput) (*previewOutput, err
 		p := PreviewTarget{Decision: compiled.Evaluate(&ev, t)}
 		if p.Decision.Action == rules.Pass {
 			c, _ := s.deps.Registry.Get(t)
-			id, err := c.Identify(&ev)
-			if err == nil {
-				p.Identity = id
-				p.Payload, err = c.Transform(&ev)
-			}
-			if err != nil {
-				p.Error = err.Error()
+			routed := ev
+			routed.Data = p.Decision.StripData(ev.Data)
+			rec, res := pusher.Prepare(c, s.deps.Mappings, &routed)
+			if res != nil {
+				p.Error = &status.Error{Class: res.Class.String(), Code: res.Code, Message: res.Message}
+			} else {
+				p.Identity, p.Fields, p.Payload = rec.Identity, rec.Fields, c.Payload(rec)
 			}
 		}
 		out.Body.Targets[t] = p

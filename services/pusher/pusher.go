@@ -20,6 +20,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/config"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
 )
@@ -31,13 +32,14 @@ const DefaultAckWait = 30 * time.Second
 
 // Worker pushes the work of one target.
 type Worker struct {
-	ackWait time.Duration
-	js      jetstream.JetStream
-	crm     crm.CRM
-	configs *config.Store
-	status  *status.Reader
-	log     *slog.Logger
-	now     func() time.Time
+	ackWait  time.Duration
+	js       jetstream.JetStream
+	crm      crm.CRM
+	configs  *config.Store
+	mappings *mapping.Store
+	status   *status.Reader
+	log      *slog.Logger
+	now      func() time.Time
 
 	limiter      *rate.Limiter
 	limit        int
@@ -46,11 +48,11 @@ type Worker struct {
 
 // NewWorker returns the worker of the target c.Name(). ackWait is
 // DefaultAckWait when zero.
-func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, st *status.Reader, ackWait time.Duration, log *slog.Logger) *Worker {
+func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, ackWait time.Duration, log *slog.Logger) *Worker {
 	if ackWait <= 0 {
 		ackWait = DefaultAckWait
 	}
-	return &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, status: st, log: log.With("target", c.Name()), now: time.Now}
+	return &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now}
 }
 
 // Run pushes the target's work until ctx ends; the batch in hand is
@@ -255,16 +257,12 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 	var sent []pending
 	for _, p := range items {
 		ev := p.item.Event
-		id, err := w.crm.Identify(&ev)
-		var fields map[string]any
-		if err == nil {
-			fields, err = w.crm.Transform(&ev)
-		}
-		if err != nil {
-			w.settle(tc, p, crm.Result{Class: crm.Permanent, Code: "UNMAPPABLE", Message: err.Error()}, out)
+		rec, res := Prepare(w.crm, w.mappings, &ev)
+		if res != nil {
+			w.settle(tc, p, *res, out)
 			continue
 		}
-		recs = append(recs, crm.Record{Event: &ev, Identity: id, Fields: fields})
+		recs = append(recs, rec)
 		sent = append(sent, p)
 	}
 	for _, chunk := range chunks(recs, min(tc.BatchSize, w.crm.MaxBatch())) {
@@ -289,6 +287,30 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 			w.settle(tc, sent[j], res, out)
 		}
 	}
+}
+
+// Prepare maps ev with the target's mapping in force and identifies it in
+// the CRM. When it cannot be pushed, the result says why (a permanent
+// failure: retrying cannot help). The preview uses it too, so it shows
+// exactly what a push would send.
+func Prepare(c crm.CRM, mappings *mapping.Store, ev *event.Event) (crm.Record, *crm.Result) {
+	ot := ev.ObjectType
+	if ot == "" {
+		ot = event.ObjectContact
+	}
+	m := mappings.Get(c.Name(), ot)
+	if m == nil {
+		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: "UNMAPPABLE", Message: c.Name() + " has no mapping for object type " + ot}
+	}
+	fields, err := m.Apply(ev.Data)
+	if err != nil {
+		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: "MAPPING_FAILED", Message: err.Error()}
+	}
+	id, err := c.Identify(ev, fields)
+	if err != nil {
+		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: "MISSING_IDENTITY", Message: err.Error()}
+	}
+	return crm.Record{Event: ev, Identity: id, Fields: fields}, nil
 }
 
 // chunks splits recs into requests of at most size records, in order, with

@@ -177,16 +177,12 @@ func (s *Store) Set(ctx context.Context, target string, o Override, maxBatch int
 		if err != nil {
 			return t, fmt.Errorf("encode config: %w", err)
 		}
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, target, raw)
-		} else {
-			_, err = s.kv.Update(ctx, target, raw, rev)
-		}
-		if mesh.IsConflict(err) {
+		_, err = mesh.PutRevision(ctx, s.kv, target, raw, rev)
+		if errors.Is(err, mesh.ErrStaleRevision) {
 			continue
 		}
 		if err != nil {
-			return t, fmt.Errorf("write config %s: %w", target, err)
+			return t, err
 		}
 		s.mu.Lock()
 		s.overrides[target] = merged

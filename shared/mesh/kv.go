@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -29,4 +31,28 @@ func Follow(ctx context.Context, w jetstream.KeyWatcher, ready chan<- struct{}, 
 			fn(e)
 		}
 	}
+}
+
+// ErrStaleRevision is returned when a KV value is written in place of a
+// revision that is no longer the current one.
+var ErrStaleRevision = errors.New("revision is not the current one")
+
+// PutRevision writes value at key in place of revision rev (0: the key must
+// not exist yet) and returns the new revision; ErrStaleRevision means
+// another writer got there first.
+func PutRevision(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
+	var err error
+	var n uint64
+	if rev == 0 {
+		n, err = kv.Create(ctx, key, value)
+	} else {
+		n, err = kv.Update(ctx, key, value, rev)
+	}
+	if IsConflict(err) {
+		return 0, ErrStaleRevision
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write %s: %w", key, err)
+	}
+	return n, nil
 }

@@ -16,10 +16,6 @@ import (
 // Key is the key of the rule set in KV sync_rules.
 const Key = "rules"
 
-// ErrStaleRevision is returned when a rule set is replaced with a revision
-// that is no longer the current one.
-var ErrStaleRevision = errors.New("rule set revision is not the current one")
-
 // Store keeps the current compiled rule set from KV sync_rules. Watch keeps
 // it current; a value that does not compile is not applied, the last good
 // set stays and Problem says why.
@@ -79,7 +75,7 @@ func (s *Store) Read(ctx context.Context) (Set, uint64, error) {
 }
 
 // Replace validates set and stores it in place of revision. It returns the
-// new revision; a valid.Errors error names each bad rule, ErrStaleRevision
+// new revision; a valid.Errors error names each bad rule, mesh.ErrStaleRevision
 // means another writer replaced revision first.
 func (s *Store) Replace(ctx context.Context, set Set, revision uint64) (uint64, error) {
 	c, errs := Compile(set, s.targets)
@@ -90,17 +86,9 @@ func (s *Store) Replace(ctx context.Context, set Set, revision uint64) (uint64, 
 	if err != nil {
 		return 0, fmt.Errorf("encode rules: %w", err)
 	}
-	var rev uint64
-	if revision == 0 {
-		rev, err = s.kv.Create(ctx, Key, raw)
-	} else {
-		rev, err = s.kv.Update(ctx, Key, raw, revision)
-	}
-	if mesh.IsConflict(err) {
-		return 0, ErrStaleRevision
-	}
+	rev, err := mesh.PutRevision(ctx, s.kv, Key, raw, revision)
 	if err != nil {
-		return 0, fmt.Errorf("write rules: %w", err)
+		return 0, err
 	}
 	s.install(c, rev, "")
 	return rev, nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
 )
 
 // Class is how a pushed record fared.
@@ -44,13 +45,13 @@ func (c Class) String() string {
 	}
 }
 
-// Record is one record to push: the event and what the plugin's
-// Identify and Transform made of it.
+// Record is one record to push: the event, its mapped fields and its
+// identity in the CRM.
 type Record struct {
 	Event *event.Event
 	// Identity is the record's key in the CRM (an email, an external id).
 	Identity string
-	// Fields is the CRM payload.
+	// Fields are the mapped fields.
 	Fields map[string]any
 }
 
@@ -82,16 +83,24 @@ type Quota struct {
 // Close releases connections. Push never returns fewer results than
 // records: a failure of the whole request becomes that result for every
 // record, so that the caller settles each one.
+//
+// The fields a record carries come from the target's mapping (the
+// plugin's Schema default, or one stored in KV), applied by the caller.
 type CRM interface {
 	// Name is the target name ("hubspot").
 	Name() string
 	// MaxBatch is the most records one Push may carry.
 	MaxBatch() int
-	// Identify returns the record's key in the CRM, or an error when the
-	// event lacks it; such an event fails permanently.
-	Identify(ev *event.Event) (string, error)
-	// Transform maps the event's data to the CRM's fields.
-	Transform(ev *event.Event) (map[string]any, error)
+	// Schema returns the fields the CRM accepts for an object type of
+	// System A ("contact", "lead") and the default mapping to them.
+	Schema(objectType string) (mapping.Schema, bool)
+	// Identify returns the record's key in the CRM from the event and its
+	// mapped fields, or an error wrapping ErrMissingIdentity; such an event
+	// fails permanently.
+	Identify(ev *event.Event, fields map[string]any) (string, error)
+	// Payload returns what the CRM receives for rec, as Push would send it,
+	// for previews.
+	Payload(rec Record) any
 	// Push writes recs (creates and updates as upserts by identity, deletes)
 	// to the CRM at apiHost and returns one result per record, in order.
 	Push(ctx context.Context, apiHost string, recs []Record) []Result
@@ -142,6 +151,20 @@ func (r *Registry) MaxBatch(name string) int {
 		return c.MaxBatch()
 	}
 	return 0
+}
+
+// Schemas returns the schema of every plugin and object type.
+func (r *Registry) Schemas() mapping.Schemas {
+	out := mapping.Schemas{}
+	for name, c := range r.crms {
+		out[name] = map[string]mapping.Schema{}
+		for _, ot := range []string{event.ObjectContact, event.ObjectLead} {
+			if sc, ok := c.Schema(ot); ok {
+				out[name][ot] = sc
+			}
+		}
+	}
+	return out
 }
 
 // Close closes every plugin.

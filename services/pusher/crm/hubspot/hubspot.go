@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,26 +20,33 @@ import (
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
 )
 
 // MaxBatch is the most inputs HubSpot takes in one batch request.
 const MaxBatch = 100
 
-// fieldMap is the default mapping from System A's fields to HubSpot contact
-// properties. Fields not listed are not sent.
-var fieldMap = map[string]string{
-	"email":      "email",
-	"first_name": "firstname",
-	"last_name":  "lastname",
-	"phone":      "phone",
-	"mobile":     "mobilephone",
-	"company":    "company",
-	"title":      "jobtitle",
-	"website":    "website",
-	"city":       "city",
-	"state":      "state",
-	"zip":        "zip",
-	"country":    "country",
+// properties are the contact properties HubSpot accepts (a portal's own
+// custom properties can be added with WithProperties).
+var properties = []string{
+	"email", "firstname", "lastname", "phone", "mobilephone", "company", "jobtitle", "website",
+	"address", "city", "state", "zip", "country", "lifecyclestage", "hs_lead_status",
+}
+
+// defaultFields maps System A's fields to HubSpot contact properties.
+var defaultFields = []mapping.Field{
+	{From: "email", To: "email", Fn: []string{"trim", "lower"}},
+	{From: "first_name", To: "firstname"},
+	{From: "last_name", To: "lastname"},
+	{From: "phone", To: "phone", Fn: []string{"string"}},
+	{From: "mobile", To: "mobilephone", Fn: []string{"string"}},
+	{From: "company", To: "company"},
+	{From: "title", To: "jobtitle"},
+	{From: "website", To: "website"},
+	{From: "city", To: "city"},
+	{From: "state", To: "state"},
+	{From: "zip", To: "zip", Fn: []string{"string"}},
+	{From: "country", To: "country"},
 }
 
 // Client is the HubSpot plugin.
@@ -76,43 +84,45 @@ func (c *Client) Quota() crm.Quota {
 	return c.quota
 }
 
+// Schema implements crm.CRM: contacts and leads are both HubSpot contacts;
+// a lead is marked with lifecyclestage "lead".
+func (c *Client) Schema(objectType string) (mapping.Schema, bool) {
+	switch objectType {
+	case event.ObjectContact:
+		return mapping.Schema{Fields: properties, Default: mapping.Mapping{Fields: defaultFields}}, true
+	case event.ObjectLead:
+		fields := append(slices.Clone(defaultFields), mapping.Field{To: "lifecyclestage", Const: "lead"})
+		return mapping.Schema{Fields: properties, Default: mapping.Mapping{Fields: fields}}, true
+	}
+	return mapping.Schema{}, false
+}
+
 // Identify implements crm.CRM: HubSpot matches contacts by email.
-func (c *Client) Identify(ev *event.Event) (string, error) {
-	e, _ := ev.Data["email"].(string)
+func (c *Client) Identify(_ *event.Event, fields map[string]any) (string, error) {
+	e, _ := fields["email"].(string)
 	e = strings.ToLower(strings.TrimSpace(e))
 	if e == "" {
-		return "", fmt.Errorf("hubspot matches contacts by email, and the event has none: %w", crm.ErrMissingIdentity)
+		return "", fmt.Errorf("hubspot matches contacts by email, and the mapped record has none: %w", crm.ErrMissingIdentity)
 	}
 	return e, nil
 }
 
-// Transform implements crm.CRM. HubSpot property values are strings; a null
-// clears the property (sent as "").
-func (c *Client) Transform(ev *event.Event) (map[string]any, error) {
-	out := make(map[string]any, len(ev.Data))
-	for k, v := range ev.Data {
-		p, ok := fieldMap[k]
-		if !ok {
-			continue
-		}
-		out[p] = stringValue(v)
+// Payload implements crm.CRM: the batch input of the record.
+func (c *Client) Payload(rec crm.Record) any {
+	if rec.Event.Operation == event.OpDelete {
+		return map[string]any{"archive_by": "email", "id": rec.Identity}
 	}
-	return out, nil
+	return upsertInput(rec)
 }
 
-func stringValue(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	case bool:
-		return strconv.FormatBool(v)
-	default:
-		return fmt.Sprint(v)
+// upsertInput is the batch upsert input of rec. HubSpot property values
+// are strings; a null clears the property (sent as "").
+func upsertInput(rec crm.Record) input {
+	props := make(map[string]any, len(rec.Fields))
+	for k, v := range rec.Fields {
+		props[k] = mapping.ToString(v)
 	}
+	return input{ID: rec.Identity, IDProperty: "email", Properties: props}
 }
 
 // Push implements crm.CRM.
@@ -167,8 +177,7 @@ type apiError struct {
 func (c *Client) upsert(ctx context.Context, base string, recs []crm.Record, idx []int, results []crm.Result) {
 	inputs := make([]input, len(idx))
 	for j, i := range idx {
-		props := recs[i].Fields
-		inputs[j] = input{ID: recs[i].Identity, IDProperty: "email", Properties: props}
+		inputs[j] = upsertInput(recs[i])
 	}
 	var resp batchResponse
 	if res, ok := c.call(ctx, base+"upsert", map[string]any{"inputs": inputs}, &resp); !ok {

@@ -2,6 +2,7 @@ package hubspot_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/services/pusher/crm/hubspot"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
 )
 
 const token = "pat-test"
@@ -36,11 +38,16 @@ func records(t *testing.T, c crm.CRM, op event.Operation, emails ...string) []cr
 	var out []crm.Record
 	for i, e := range emails {
 		ev := &event.Event{RecordID: fmt.Sprint("r-", i), Operation: op, Data: map[string]any{"email": e, "first_name": "N", "do_not_sync": false}}
-		id, err := c.Identify(ev)
+		sc, _ := c.Schema(event.ObjectContact)
+		m, errs := mapping.Compile(sc.Default, sc, "default")
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		f, err := m.Apply(ev.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := c.Transform(ev)
+		id, err := c.Identify(ev, f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,13 +140,29 @@ func TestBadToken(t *testing.T) {
 	}
 }
 
-func TestIdentify(t *testing.T) {
+func TestIdentifyAndPayload(t *testing.T) {
 	c := hubspot.New(token, time.Second)
-	if _, err := c.Identify(&event.Event{Data: map[string]any{"first_name": "A"}}); err == nil {
-		t.Fatal("an event without email identified")
+	if _, err := c.Identify(&event.Event{}, map[string]any{"firstname": "A"}); err == nil {
+		t.Fatal("a record without email identified")
 	}
-	f, _ := c.Transform(&event.Event{Data: map[string]any{"first_name": "A", "phone": 12.0, "unmapped": "x", "title": nil}})
-	if f["firstname"] != "A" || f["phone"] != "12" || f["jobtitle"] != "" || f["unmapped"] != nil {
-		t.Fatalf("transform: %v", f)
+	rec := crm.Record{Event: &event.Event{Operation: event.OpUpdate}, Identity: "a@x.io", Fields: map[string]any{"firstname": "A", "phone": 12.0, "jobtitle": nil}}
+	in, _ := json.Marshal(c.Payload(rec))
+	if string(in) != `{"id":"a@x.io","idProperty":"email","properties":{"firstname":"A","jobtitle":"","phone":"12"}}` {
+		t.Fatalf("payload %s", in)
+	}
+}
+
+// TestDefaultMappings: the default mapping of each object type compiles
+// against HubSpot's properties.
+func TestDefaultMappings(t *testing.T) {
+	c := hubspot.New(token, time.Second)
+	for _, ot := range []string{event.ObjectContact, event.ObjectLead} {
+		sc, ok := c.Schema(ot)
+		if !ok {
+			t.Fatalf("no schema for %s", ot)
+		}
+		if _, errs := mapping.Compile(sc.Default, sc, "default"); errs != nil {
+			t.Fatalf("%s: %v", ot, errs)
+		}
 	}
 }
