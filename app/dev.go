@@ -16,6 +16,7 @@ import (
 
 	recordsync "github.com/recordsync/record-sync"
 	"github.com/recordsync/record-sync/shared/natsrv"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // DevInfo tells where a running `dev` can be reached.
@@ -86,6 +87,11 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 			_ = nc.Drain()
 		}
 	}()
+	metrics, err := telemetry.NewMetrics()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	meshes := map[string]*Mesh{}
 	for _, user := range []string{"ingest", "rules", "pusher", "status"} {
 		nc, err := srv.Connect(user)
@@ -99,7 +105,7 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 			_ = ln.Close()
 			return err
 		}
-		m, err := OpenMesh(ctx, nc, user, env, reg, log)
+		m, err := OpenMesh(ctx, nc, user, env, reg, metrics, log)
 		if err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("%s: %w", user, err)

@@ -59,6 +59,20 @@ func TestRecordEndToEnd(t *testing.T) {
 	if props := c.Body["properties"].(map[string]any); props["jobtitle"] != "Countess" || props["firstname"] != "Ada" {
 		t.Fatalf("updated contact: %s", c.Raw)
 	}
+	metrics := string(s.call("GET", "/metrics", "", nil).Raw)
+	for _, want := range []string{
+		`recordsync_http_requests_total{operation="sync-event",status="202"}`,
+		`recordsync_rule_decisions_total{action="pass",rule_id="",target="hubspot"}`,
+		`recordsync_push_results_total{class="ok",code="",target="hubspot"}`,
+		`recordsync_push_batch_size_bucket{target="hubspot",le="1"}`,
+		`recordsync_backlog{target="hubspot"}`,
+		`recordsync_status_writes_total{result="ok"}`,
+		`recordsync_config_not_applied{kind="rules",service="rules"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	del := map[string]any{"record_id": "c-123", "operation": "delete", "data": map[string]any{"email": "ada@example.com"}}
 	if r := s.call("POST", "/v1/sync/", syncKey, del); r.Status != http.StatusAccepted {
 		t.Fatalf("delete: %d %s", r.Status, r.Raw)

@@ -32,6 +32,9 @@ type Env struct {
 	// PushAckWait is how long held work waits before it is redelivered to
 	// another pusher (RECORDSYNC_PUSH_ACK_WAIT, default 30s).
 	PushAckWait time.Duration
+	// MetricsAddr is where rules, pusher and status serve /metrics when run
+	// as their own processes (RECORDSYNC_METRICS_ADDR; off when empty).
+	MetricsAddr string
 }
 
 // LoadEnv reads the environment through getenv.
@@ -56,6 +59,7 @@ func LoadEnv(getenv func(string) string) Env {
 		Profile:      get("RECORDSYNC_PROFILE", "fast"),
 		LogLevel:     get("RECORDSYNC_LOG_LEVEL", "info"),
 		HubSpotToken: getenv("RECORDSYNC_HUBSPOT_TOKEN"),
+		MetricsAddr:  getenv("RECORDSYNC_METRICS_ADDR"),
 	}
 	e.PushAckWait, _ = time.ParseDuration(getenv("RECORDSYNC_PUSH_ACK_WAIT"))
 	e.CRMCredentials = get("RECORDSYNC_CRM_CREDENTIALS", filepath.Join(e.DataDir, "crmsim", "credentials.json"))

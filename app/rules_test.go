@@ -72,6 +72,9 @@ func TestRulesChangeThroughKV(t *testing.T) {
 	if r := s.call("GET", "/v1/sync/rules", adminKey, nil); !strings.Contains(fmt.Sprint(r.Body["problem"]), "body.rules[0].when") {
 		t.Fatalf("GET rules does not name the problem: %s", r.Raw)
 	}
+	if m := s.call("GET", "/metrics", "", nil); !strings.Contains(string(m.Raw), `recordsync_config_not_applied{kind="rules",service="ingest"} 1`) {
+		t.Fatalf("the metric does not report the rule set that is not applied:\n%s", grepLines(string(m.Raw), "recordsync_config_not_applied"))
+	}
 	s.awaitRule(func(id string) map[string]any {
 		return contact(id, id+"@example.com", map[string]any{"country": "US"})
 	}, status.StateSkippedByRule, "eu-only")
@@ -149,4 +152,15 @@ func TestStripAndMappingChange(t *testing.T) {
 		}
 		waitTick(50 * time.Millisecond)
 	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
 	recordsync "github.com/recordsync/record-sync"
@@ -27,6 +29,7 @@ import (
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/rules"
 	"github.com/recordsync/record-sync/shared/status"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // Registry builds the CRM plugins. With needCreds, a plugin without
@@ -71,13 +74,16 @@ type Mesh struct {
 	Log      *slog.Logger
 	// PushAckWait is the pushers' AckWait (pusher.DefaultAckWait when 0).
 	PushAckWait time.Duration
+	// Metrics is the process's metrics.
+	Metrics *telemetry.Metrics
+	service string
 }
 
 // OpenMesh creates the streams and buckets if needed and opens the stores.
 // service is the service the connection belongs to; ingest and rules seed
 // the rule set from rules.json when KV holds none (the others may not write
 // it).
-func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *crm.Registry, log *slog.Logger) (*Mesh, error) {
+func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *crm.Registry, metrics *telemetry.Metrics, log *slog.Logger) (*Mesh, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -87,7 +93,7 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
 		return nil, err
 	}
-	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, PushAckWait: env.PushAckWait}
+	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, PushAckWait: env.PushAckWait, Metrics: metrics, service: service}
 	defaults, err := config.LoadDefaults(env.CRMSimAddr)
 	if err != nil {
 		return nil, err
@@ -122,7 +128,35 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 		return nil, fmt.Errorf("open %s: %w", mesh.BucketStatus, err)
 	}
 	m.Status = status.NewReader(m.StatusKV)
+	if err := m.observeProblems(); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// observeProblems exports, per service, how many stored rule sets,
+// mappings and target configs are not applied (0 when all is well).
+func (m *Mesh) observeProblems() error {
+	meter := m.Metrics.Meter("stores")
+	gauge, err := meter.Int64ObservableGauge("recordsync_config_not_applied",
+		metric.WithDescription("Values in KV that did not validate and are not applied (the last good one is in force), by kind and service"))
+	if err != nil {
+		return err
+	}
+	// Every service of a dev process registers its own callback on the one
+	// instrument; the service attribute tells them apart.
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		svc := attribute.String("service", m.service)
+		rulesBad := int64(0)
+		if m.Rules.Problem() != "" {
+			rulesBad = 1
+		}
+		o.ObserveInt64(gauge, rulesBad, metric.WithAttributes(svc, attribute.String("kind", "rules")))
+		o.ObserveInt64(gauge, int64(len(m.Mappings.Problems())), metric.WithAttributes(svc, attribute.String("kind", "mapping")))
+		o.ObserveInt64(gauge, int64(len(m.Configs.Problems())), metric.WithAttributes(svc, attribute.String("kind", "target_config")))
+		return nil
+	}, gauge)
+	return err
 }
 
 // watch follows rules and config in g until ctx ends, and waits until the
@@ -158,7 +192,8 @@ func RunIngest(ctx context.Context, m *Mesh, env Env, ln net.Listener, serving f
 		return err
 	}
 	svc, err := ingest.New(ingest.Config{Addr: env.HTTPAddr, APIKeys: env.APIKeys, AdminKeys: env.AdminKeys, Limits: m.limits()},
-		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Mappings: m.Mappings, Status: m.Status, Registry: m.Registry}, m.Log.With("service", "ingest"))
+		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Mappings: m.Mappings, Status: m.Status, Registry: m.Registry,
+			Meter: m.Metrics.Meter("ingest"), Metrics: m.Metrics.Handler()}, m.Log.With("service", "ingest"))
 	if err != nil {
 		closeLn()
 		return err
@@ -181,7 +216,10 @@ func RunRules(ctx context.Context, m *Mesh) error {
 	if err := m.watch(ctx, g); err != nil {
 		return err
 	}
-	svc := rulesvc.New(m.JS, m.Rules, rulesvc.Config{Limits: m.limits(), DefaultTargets: m.Configs.DefaultTargets()}, m.Log.With("service", "rules"))
+	svc, err := rulesvc.New(m.JS, m.Rules, rulesvc.Config{Limits: m.limits(), DefaultTargets: m.Configs.DefaultTargets(), Meter: m.Metrics.Meter("rules")}, m.Log.With("service", "rules"))
+	if err != nil {
+		return err
+	}
 	g.Go(func() error { return svc.Run(ctx) })
 	return g.Wait()
 }
@@ -195,7 +233,10 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 	log := m.Log.With("service", "pusher")
 	for _, name := range m.Registry.Names() {
 		c, _ := m.Registry.Get(name)
-		w := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status, m.PushAckWait, log)
+		w, err := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status, m.PushAckWait, m.Metrics.Meter("pusher"), log)
+		if err != nil {
+			return err
+		}
 		g.Go(func() error { return w.Run(ctx) })
 	}
 	return g.Wait()
@@ -203,5 +244,9 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 
 // RunStatus runs the status service until ctx ends.
 func RunStatus(ctx context.Context, m *Mesh) error {
-	return statussvc.New(m.JS, m.StatusKV, statussvc.Config{}, m.Log.With("service", "status")).Run(ctx)
+	svc, err := statussvc.New(m.JS, m.StatusKV, statussvc.Config{Meter: m.Metrics.Meter("status")}, m.Log.With("service", "status"))
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/recordsync/record-sync/app"
 	"github.com/recordsync/record-sync/shared/logging"
 	"github.com/recordsync/record-sync/shared/natsrv"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 const usage = `usage: recordsync <command> [flags]
@@ -98,9 +99,21 @@ func runService(ctx context.Context, name string, env app.Env, log *slog.Logger)
 	if err != nil {
 		return err
 	}
-	m, err := app.OpenMesh(ctx, nc, name, env, reg, log)
+	metrics, err := telemetry.NewMetrics()
 	if err != nil {
 		return err
+	}
+	m, err := app.OpenMesh(ctx, nc, name, env, reg, metrics, log)
+	if err != nil {
+		return err
+	}
+	if name != "ingest" && env.MetricsAddr != "" {
+		// The HTTP edge serves /metrics itself; the others on their own port.
+		go func() {
+			if err := app.ServeMetrics(ctx, env.MetricsAddr, metrics); err != nil {
+				log.Error("metrics_server_failed", "error", err.Error())
+			}
+		}()
 	}
 	switch name {
 	case "ingest":

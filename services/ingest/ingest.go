@@ -19,6 +19,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/config"
@@ -26,6 +27,7 @@ import (
 	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/rules"
 	"github.com/recordsync/record-sync/shared/status"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // Config configures the HTTP edge.
@@ -77,6 +79,10 @@ type Deps struct {
 	Mappings *mapping.Store
 	Status   *status.Reader
 	Registry *crm.Registry
+	// Meter records the edge's metrics (none when nil).
+	Meter metric.Meter
+	// Metrics serves /metrics (not served when nil).
+	Metrics http.Handler
 }
 
 // Service is the HTTP edge.
@@ -113,8 +119,18 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 		"apiKey": {Type: "apiKey", In: "header", Name: "X-API-Key", Description: "A sync key (RECORDSYNC_API_KEYS) or an admin key (RECORDSYNC_ADMIN_KEYS)."},
 	}
 	s.api = humago.New(s.mux, hc)
-	s.api.UseMiddleware(authMiddleware(s.api, s.keys))
+	mw, err := metricsMiddleware(telemetry.Or(deps.Meter))
+	if err != nil {
+		return nil, err
+	}
+	s.api.UseMiddleware(mw, authMiddleware(s.api, s.keys))
 	s.register()
+	if err := s.backlog.observe(telemetry.Or(deps.Meter)); err != nil {
+		return nil, err
+	}
+	if deps.Metrics != nil {
+		s.mux.Handle("GET /metrics", deps.Metrics)
+	}
 	return s, nil
 }
 

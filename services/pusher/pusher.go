@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/time/rate"
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
@@ -23,6 +25,7 @@ import (
 	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // DefaultAckWait is how long a pusher may hold work without a sign of life
@@ -44,15 +47,32 @@ type Worker struct {
 	limiter      *rate.Limiter
 	limit        int
 	blockedUntil time.Time
+
+	results  metric.Int64Counter
+	batches  metric.Int64Histogram
+	duration metric.Float64Histogram
 }
 
 // NewWorker returns the worker of the target c.Name(). ackWait is
 // DefaultAckWait when zero.
-func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, ackWait time.Duration, log *slog.Logger) *Worker {
+func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, ackWait time.Duration, meter metric.Meter, log *slog.Logger) (*Worker, error) {
 	if ackWait <= 0 {
 		ackWait = DefaultAckWait
 	}
-	return &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now}
+	w := &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now}
+	m := telemetry.Or(meter)
+	var err error
+	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
+		return nil, err
+	}
+	if w.batches, err = m.Int64Histogram("recordsync_push_batch_size", metric.WithDescription("Records per CRM request"),
+		metric.WithExplicitBucketBoundaries(1, 5, 10, 25, 50, 75, 99, 100, 150, 199, 200)); err != nil {
+		return nil, err
+	}
+	if w.duration, err = m.Float64Histogram("recordsync_push_duration_seconds", metric.WithUnit("s"), metric.WithDescription("CRM request latency by target")); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // Run pushes the target's work until ctx ends; the batch in hand is
@@ -278,7 +298,11 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 		}
 		start := time.Now()
 		results := w.crm.Push(ctx, tc.APIHost, batch)
-		w.log.Info("crm_push", "records", len(batch), "duration_ms", time.Since(start).Milliseconds())
+		took := time.Since(start)
+		w.log.Info("crm_push", "records", len(batch), "duration_ms", took.Milliseconds())
+		target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
+		w.batches.Record(ctx, int64(len(batch)), target)
+		w.duration.Record(ctx, took.Seconds(), target)
 		for i, j := range chunk {
 			res := results[i]
 			if res.Class == crm.RateLimited {
@@ -364,6 +388,8 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 // settle turns the result of one pushed item into its status change and,
 // when it must be tried again or given up, a retry or a dead letter.
 func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcome) {
+	w.results.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", w.crm.Name()),
+		attribute.String("class", res.Class.String()), attribute.String("code", res.Code)))
 	it := p.item
 	attempt := it.Attempt + 1
 	c := status.Change{RecordID: it.RecordID, Target: w.crm.Name(), EventID: it.EventID, Operation: string(it.Operation),

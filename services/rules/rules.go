@@ -14,11 +14,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/rules"
 	"github.com/recordsync/record-sync/shared/status"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // Config configures the rules service.
@@ -29,23 +32,36 @@ type Config struct {
 	DefaultTargets []string
 	// FetchBatch is how many inbound messages are taken at once.
 	FetchBatch int
+	// Meter records decisions and rejections (none when nil).
+	Meter metric.Meter
 }
 
 // Service routes inbound events.
 type Service struct {
-	js    jetstream.JetStream
-	rules *rules.Store
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
+	js        jetstream.JetStream
+	rules     *rules.Store
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	decisions metric.Int64Counter
+	rejected  metric.Int64Counter
 }
 
 // New returns the rules service.
-func New(js jetstream.JetStream, store *rules.Store, cfg Config, log *slog.Logger) *Service {
+func New(js jetstream.JetStream, store *rules.Store, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.FetchBatch == 0 {
 		cfg.FetchBatch = 64
 	}
-	return &Service{js: js, rules: store, cfg: cfg, log: log, now: time.Now}
+	s := &Service{js: js, rules: store, cfg: cfg, log: log, now: time.Now}
+	m := telemetry.Or(cfg.Meter)
+	var err error
+	if s.decisions, err = m.Int64Counter("recordsync_rule_decisions", metric.WithDescription("Rule decisions by target, action and deciding rule")); err != nil {
+		return nil, err
+	}
+	if s.rejected, err = m.Int64Counter("recordsync_events_rejected", metric.WithDescription("Messages on sync.in kept on sync.rejected as invalid")); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Run consumes sync.in until ctx ends.
@@ -149,6 +165,8 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 func (s *Service) route(c *rules.Compiled, ev *event.Event, target string, now time.Time) (status.Change, *mesh.Item) {
 	ch := status.Change{RecordID: ev.RecordID, Target: target, EventID: ev.EventID, Operation: string(ev.Operation), OccurredAt: ev.OccurredAt, At: now}
 	d := c.Evaluate(ev, target)
+	s.decisions.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", target),
+		attribute.String("action", string(d.Action)), attribute.String("rule_id", d.RuleID)))
 	switch d.Action {
 	case rules.Skip:
 		ch.State, ch.RuleID = status.StateSkippedByRule, d.RuleID
@@ -233,5 +251,6 @@ func (s *Service) reject(msg jetstream.Msg, seq uint64, reason string) (jetstrea
 		return nil, fmt.Errorf("publish rejected: %w", err)
 	}
 	s.log.Warn("event_rejected", "subject", msg.Subject(), "reason", reason)
+	s.rejected.Add(context.Background(), 1)
 	return f, nil
 }

@@ -15,9 +15,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // Config configures the status service.
@@ -32,6 +35,8 @@ type Config struct {
 	Linger time.Duration
 	// MaxChanges bounds the changes gathered in one round.
 	MaxChanges int
+	// Meter records writes and conflicts (none when nil).
+	Meter metric.Meter
 }
 
 // DefaultLinger is Config.Linger when unset.
@@ -39,15 +44,16 @@ const DefaultLinger = 250 * time.Millisecond
 
 // Service writes status changes to KV.
 type Service struct {
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	cfg   Config
-	log   *slog.Logger
-	cache *cache
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	cfg    Config
+	log    *slog.Logger
+	cache  *cache
+	writes metric.Int64Counter
 }
 
 // New returns the status service writing to kv.
-func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Logger) *Service {
+func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
 	}
@@ -57,7 +63,11 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Lo
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 100_000
 	}
-	return &Service{js: js, kv: kv, cfg: cfg, log: log, cache: newCache(cfg.CacheSize)}
+	s := &Service{js: js, kv: kv, cfg: cfg, log: log, cache: newCache(cfg.CacheSize)}
+	var err error
+	s.writes, err = telemetry.Or(cfg.Meter).Int64Counter("recordsync_status_writes",
+		metric.WithDescription("KV writes of record statuses, by result (ok, conflict, error)"))
+	return s, err
 }
 
 // Run consumes status changes until ctx ends.
@@ -134,8 +144,14 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			case ack := <-w.future.Ok():
 				s.cache.put(w.key, w.raw, ack.Sequence)
 				s.logChanges(w)
+				s.writes.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
 			case err := <-w.future.Err():
 				s.cache.drop(w.key)
+				result := "error"
+				if isWrongRevision(err) {
+					result = "conflict"
+				}
+				s.writes.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
 				if !isWrongRevision(err) || attempt == maxAttempts {
 					s.fail(errs, w, fmt.Errorf("write status: %w", err))
 				} else if err := s.reload(ctx, w); err != nil {

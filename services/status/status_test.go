@@ -37,7 +37,10 @@ func TestTwoWritersConverge(t *testing.T) {
 	run, stop := context.WithCancel(ctx)
 	done := make(chan error, 2)
 	for i := range 2 {
-		svc := statussvc.New(js, kv, statussvc.Config{MaxChanges: 7 + i*5, Linger: time.Duration(i+1) * time.Millisecond}, log)
+		svc, err := statussvc.New(js, kv, statussvc.Config{MaxChanges: 7 + i*5, Linger: time.Duration(i+1) * time.Millisecond}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
 		go func() { done <- svc.Run(run) }()
 	}
 	t.Cleanup(func() {

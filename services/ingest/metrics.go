@@ -1,0 +1,44 @@
+package ingest
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// metricsMiddleware counts every request by operation and status, and
+// times it.
+func metricsMiddleware(m metric.Meter) (func(huma.Context, func(huma.Context)), error) {
+	requests, err := m.Int64Counter("recordsync_http_requests", metric.WithDescription("HTTP requests by operation and status"))
+	if err != nil {
+		return nil, err
+	}
+	latency, err := m.Float64Histogram("recordsync_http_request_duration_seconds", metric.WithUnit("s"),
+		metric.WithDescription("HTTP request latency by operation"))
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx huma.Context, next func(huma.Context)) {
+		start := time.Now()
+		next(ctx)
+		op := attribute.String("operation", ctx.Operation().OperationID)
+		requests.Add(ctx.Context(), 1, metric.WithAttributes(op, attribute.String("status", strconv.Itoa(ctx.Status()))))
+		latency.Record(ctx.Context(), time.Since(start).Seconds(), metric.WithAttributes(op))
+	}, nil
+}
+
+// observe exports the backlog per target as a gauge.
+func (b *backlog) observe(m metric.Meter) error {
+	_, err := m.Int64ObservableGauge("recordsync_backlog", metric.WithDescription("Work messages not yet settled per target, inbound messages not yet routed included"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for _, t := range b.targets {
+				o.Observe(int64(b.of(t)), metric.WithAttributes(attribute.String("target", t)))
+			}
+			return nil
+		}))
+	return err
+}
