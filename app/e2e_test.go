@@ -361,3 +361,61 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("config after override: %s", r.Raw)
 	}
 }
+
+// TestStatsAddUp: after a run with a rule skip, a rule rejection, a
+// dead letter, updates that supersede and a retry, the counts per state
+// and the superseded events add up to the events accepted.
+func TestStatsAddUp(t *testing.T) {
+	s := startDev(t)
+	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "max_attempts": 1}); r.Status != 200 {
+		t.Fatalf("override: %d %s", r.Status, r.Raw)
+	}
+	var events []any
+	for i := range 40 {
+		events = append(events, contact(fmt.Sprintf("st-%d", i), fmt.Sprintf("st%d@example.com", i), nil))
+	}
+	events = append(events,
+		contact("st-skip", "skip@example.com", map[string]any{"do_not_sync": true}),
+		map[string]any{"record_id": "st-noemail", "operation": "create", "data": map[string]any{"first_name": "N"}},
+		contact("st-bad", "not-an-email", nil),
+	)
+	if r := s.call("POST", "/v1/sync/batch", syncKey, map[string]any{"events": events}); r.Status != 202 {
+		t.Fatalf("batch: %d %s", r.Status, r.Raw)
+	}
+	for i := range 5 {
+		upd := map[string]any{"record_id": fmt.Sprintf("st-%d", i), "operation": "update", "data": map[string]any{"email": fmt.Sprintf("st%d@example.com", i), "title": "v2"}}
+		if r := s.call("POST", "/v1/sync/", syncKey, upd); r.Status != 202 {
+			t.Fatalf("update: %d %s", r.Status, r.Raw)
+		}
+	}
+	for i := range 40 {
+		s.waitState(fmt.Sprintf("st-%d", i), "hubspot", status.StateSynced)
+	}
+	s.waitState("st-bad", "hubspot", status.StateFailed)
+	// Stats are counted after the writes they follow; wait for them to
+	// settle at the expected totals.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := s.call("GET", "/v1/sync/stats", syncKey, nil)
+		hs := r.Body["targets"].(map[string]any)["hubspot"].(map[string]any)
+		states := hs["states"].(map[string]any)
+		accepted, superseded, inFlight := hs["accepted"].(float64), hs["superseded"].(float64), hs["in_flight"].(float64)
+		sum := superseded + inFlight
+		for _, n := range states {
+			sum += n.(float64)
+		}
+		if sum != accepted {
+			t.Fatalf("stats do not add up: %s", r.Raw)
+		}
+		if accepted == 48 && inFlight == 0 && states["synced"] == 40.0 && states["failed"] == 2.0 && states["skipped_by_rule"] == 1.0 {
+			if superseded != 5 {
+				t.Fatalf("superseded %v, want 5: %s", superseded, r.Raw)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats never settled: %s", r.Raw)
+		}
+		waitTick(50 * time.Millisecond)
+	}
+}

@@ -53,6 +53,13 @@ func (s *Service) register() {
 	}), s.getStatus)
 
 	huma.Register(s.api, syncOp(huma.Operation{
+		OperationID: "stats", Method: http.MethodGet, Path: "/v1/sync/stats",
+		Summary:     "Counts per target: events accepted, superseded, records per state",
+		Description: "accepted = superseded + the records in each state + in_flight (0 at rest).",
+		Tags:        []string{"sync"}, Errors: []int{http.StatusUnauthorized},
+	}), s.stats)
+
+	huma.Register(s.api, syncOp(huma.Operation{
 		OperationID: "retry-record", Method: http.MethodPost, Path: "/v1/sync/retry/{record_id}",
 		Summary:       "Re-enqueue a failed record",
 		Description:   "Re-enqueues the dead-lettered event of the record for each failed target (or the one named) with its attempts reset.",

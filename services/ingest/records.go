@@ -174,3 +174,40 @@ func (s *Service) preview(_ context.Context, in *syncInput) (*previewOutput, err
 	}
 	return out, nil
 }
+
+// TargetStats are the counts of one target.
+type TargetStats struct {
+	Accepted   int64            `json:"accepted" doc:"Events routed to this target"`
+	Superseded int64            `json:"superseded" doc:"Events replaced by a newer event of the same record"`
+	States     map[string]int64 `json:"states" doc:"Records per current state"`
+	InFlight   int64            `json:"in_flight" doc:"Accepted events whose status is not yet recorded: accepted - superseded - the states; 0 at rest"`
+}
+
+type statsOutput struct {
+	Body struct {
+		Targets map[string]TargetStats `json:"targets"`
+	}
+}
+
+// stats reads the counters the rules and status services keep.
+func (s *Service) stats(ctx context.Context, _ *struct{}) (*statsOutput, error) {
+	out := &statsOutput{}
+	out.Body.Targets = map[string]TargetStats{}
+	for _, t := range s.deps.Registry.Names() {
+		counts, err := mesh.ReadCounts(ctx, s.deps.JS, t)
+		if err != nil {
+			return nil, huma.Error503ServiceUnavailable("stats are unavailable: " + err.Error())
+		}
+		ts := TargetStats{Accepted: counts[status.CountAccepted], Superseded: counts[status.CountSuperseded], States: map[string]int64{}}
+		ts.InFlight = ts.Accepted - ts.Superseded
+		for name, n := range counts {
+			if name == status.CountAccepted || name == status.CountSuperseded {
+				continue
+			}
+			ts.States[name] = n
+			ts.InFlight -= n
+		}
+		out.Body.Targets[t] = ts
+	}
+	return out, nil
+}

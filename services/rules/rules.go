@@ -89,6 +89,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	now := s.now().UTC()
 	errs := make([]error, len(msgs))
 	work := map[string]*mesh.Work{}
+	accepted := status.Delta{}
 	var changes []status.Change
 	var futures []jetstream.PubAckFuture
 	var first, last uint64
@@ -114,6 +115,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			for _, target := range ev.Targets {
 				c, item := s.route(compiled, ev, target, now)
 				changes = append(changes, c)
+				accepted.Add(target, status.CountAccepted, 1)
 				if item != nil {
 					w := work[target]
 					if w == nil {
@@ -155,6 +157,9 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 		futures = append(futures, f)
 	}
 	if err := mesh.WaitAcks(ctx, futures); err != nil {
+		return failAll(errs, err)
+	}
+	if err := mesh.PublishCounts(ctx, s.js, accepted, id+":accepted"); err != nil {
 		return failAll(errs, err)
 	}
 	return errs

@@ -92,6 +92,7 @@ type pendingWrite struct {
 	changes []status.Change
 	msgs    []int // indexes of the messages holding its changes
 	base    uint64
+	counts  status.Delta // how this write moves the counters
 	raw     []byte
 	future  jetstream.PubAckFuture
 }
@@ -128,6 +129,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	for _, w := range order {
 		w.rec, w.base = s.cache.get(w.key)
 	}
+	counts := status.Delta{}
 	todo := order
 	for attempt := 1; len(todo) > 0; attempt++ {
 		var inFlight []*pendingWrite
@@ -144,6 +146,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			case ack := <-w.future.Ok():
 				s.cache.put(w.key, w.raw, ack.Sequence)
 				s.logChanges(w)
+				counts.Merge(w.counts)
 				s.writes.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
 			case err := <-w.future.Err():
 				s.cache.drop(w.key)
@@ -164,6 +167,12 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			}
 		}
 	}
+	// The counters move with the writes that succeeded. Should this fail,
+	// the messages are redelivered, but their changes are already in KV and
+	// apply as no-ops: the counters then stay behind by this round.
+	if err := mesh.PublishCounts(ctx, s.js, counts, ""); err != nil {
+		s.log.Error("counters_not_updated", "error", err.Error())
+	}
 	return errs
 }
 
@@ -174,9 +183,10 @@ const maxAttempts = 10
 // publish applies w's changes to its base value and, if anything changed,
 // publishes the result with the base revision as the expected one.
 func (s *Service) publish(w *pendingWrite) error {
+	w.counts = status.Delta{}
 	changed := false
 	for _, c := range w.changes {
-		if w.rec.Apply(c) {
+		if w.counts.Apply(&w.rec, c) {
 			changed = true
 		}
 	}

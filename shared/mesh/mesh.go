@@ -9,6 +9,7 @@
 //	sync.status.<source>    (SYNC_STATUS)  rules, pusher, ingest -> status
 //	sync.rejected           (SYNC_REJECTED) invalid events, kept with the reason
 //	sync.dlq.<target>.<key> (SYNC_DLQ)     events that could not be pushed
+//	sync.stats.<target>.<n> (SYNC_STATS)   counters: events accepted, records per state
 package mesh
 
 import (
@@ -37,6 +38,11 @@ func SubjectPush(target string) string { return "sync.push." + target }
 // status Changes on.
 func SubjectStatus(source string) string { return "sync.status." + source }
 
+// SubjectStats is the counter subject of one target and one count
+// (accepted, superseded, or a state): JetStream keeps the running sum of
+// the increments published on it.
+func SubjectStats(target, count string) string { return "sync.stats." + target + "." + count }
+
 // SubjectDLQ is the subject of a record's dead letters for one target; the
 // last message on it is what a manual retry re-enqueues. recordKey is
 // status.Key of the record id.
@@ -49,6 +55,7 @@ const (
 	StreamStatus   = "SYNC_STATUS"
 	StreamRejected = "SYNC_REJECTED"
 	StreamDLQ      = "SYNC_DLQ"
+	StreamStats    = "SYNC_STATS"
 )
 
 // Durable consumer names.
@@ -77,6 +84,8 @@ const (
 	HeaderReason = "Recordsync-Reason"
 	// HeaderSubject is the subject a rejected message was published to.
 	HeaderSubject = "Recordsync-Subject"
+	// HeaderIncr is JetStream's counter increment header.
+	HeaderIncr = "Nats-Incr"
 	// HeaderCount is the number of items of a Work message or changes of a
 	// StatusBatch, so that a consumer can size its batches without decoding.
 	HeaderCount = "Recordsync-Count"

@@ -90,6 +90,16 @@ func Streams(o Options) []jetstream.StreamConfig {
 			MaxAge:      DefaultDLQMaxAge,
 			Replicas:    o.Replicas,
 		},
+		{
+			Name:              StreamStats,
+			Description:       "Counters per target: events accepted, superseded, and records per state (JetStream counters, Nats-Incr).",
+			Subjects:          []string{"sync.stats.>"},
+			Retention:         jetstream.LimitsPolicy,
+			Storage:           jetstream.FileStorage,
+			MaxMsgsPerSubject: 1,
+			AllowMsgCounter:   true,
+			Replicas:          o.Replicas,
+		},
 	}
 }
 
