@@ -1,6 +1,5 @@
 package status
 
-
 // Counts kept per target besides the states.
 const (
 	// CountAccepted counts events the rules service routed to a target.
