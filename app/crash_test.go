@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,12 +27,7 @@ func TestCrashAfterAcceptLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "recordsync")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/recordsync")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	data := t.TempDir()
 	// The emulator lives in the test, so that it outlives the crash.
 	sim, err := app.StartCRMSim("127.0.0.1:0", data, slog.New(slog.DiscardHandler))
@@ -66,6 +63,68 @@ func TestCrashAfterAcceptLosesNothing(t *testing.T) {
 	if stats.Body["records_stored"] != 1.0 || stats.Body["duplicates_created"] != 0.0 || stats.Body["requests_by_status"].(map[string]any)["200"] != 1.0 {
 		t.Fatalf("emulator: %s; want the record stored once by one request", stats.Raw)
 	}
+	second.stop()
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the recordsync binary once for the tests of this package.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "recordsync-test-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "recordsync")
+		build := exec.Command("go", "build", "-o", binPath, "./cmd/recordsync")
+		build.Dir = ".."
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// TestRetryAfterRestart dead-letters a record, restarts recordsync, and
+// retries it: the dead letter and the status survive the restart.
+func TestRetryAfterRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := binary(t)
+	data := t.TempDir()
+	sim, err := app.StartCRMSim("127.0.0.1:0", data, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Stop() })
+
+	first := startProcess(t, bin, data, sim.Addr)
+	if r := first.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "max_attempts": 1}); r.Status != 200 {
+		t.Fatalf("override: %d %s", r.Status, r.Raw)
+	}
+	first.sim("PUT", "/faults", map[string]any{"down": true})
+	first.call("POST", "/v1/sync/", syncKey, contact("rr-1", "rr1@example.com", nil))
+	first.waitFor("rr-1", "hubspot", "dead-lettered", func(t *status.Target) bool {
+		return t.State == status.StateFailed && t.LastError != nil && t.LastError.DeadLettered
+	})
+	first.stop()
+
+	first.sim("PUT", "/faults", map[string]any{})
+	second := startProcess(t, bin, data, sim.Addr)
+	if r := second.call("POST", "/v1/sync/retry/rr-1", syncKey, nil); r.Status != 202 {
+		t.Fatalf("retry after restart: %d %s", r.Status, r.Raw)
+	}
+	second.waitState("rr-1", "hubspot", status.StateSynced)
 	second.stop()
 }
 
@@ -152,4 +211,13 @@ func (p *process) stop() {
 	if err := p.cmd.Wait(); err != nil {
 		p.t.Fatalf("after Ctrl-C: %v, want exit 0", err)
 	}
+}
+
+// TestMain removes the binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }

@@ -30,6 +30,7 @@ commands:
   pusher   the pushers of every target, against --nats-url
   status   the status service, against --nats-url
   crmsim   the CRM emulator alone
+  dlq      list or replay dead letters: dlq list|replay --target T [--code C] [--since 24h] [--dry-run]
 
 Settings come from RECORDSYNC_* environment variables (see README); flags override them.
 `
@@ -64,13 +65,17 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	}
 	log, _ := logging.New(stdout, env.LogLevel)
 	log = log.With("command", cmd)
-	log.Info("starting", "config", env.String())
+	if cmd != "dlq" {
+		log.Info("starting", "config", env.String())
+	}
 
 	switch cmd {
 	case "dev":
 		return app.RunDev(ctx, env, log, func(i app.DevInfo) { printDev(stderr, i) })
 	case "crmsim":
 		return app.RunCRMSim(ctx, env, log)
+	case "dlq":
+		return app.RunDLQ(ctx, env, fs.Args(), stdout, stderr)
 	case "ingest", "rules", "pusher", "status":
 		return runService(ctx, cmd, env, log)
 	case "help", "-h", "--help":

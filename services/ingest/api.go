@@ -104,6 +104,17 @@ func (s *Service) register() {
 		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
 	}), s.putMapping)
 	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "list-dead-letters", Method: http.MethodGet, Path: "/v1/sync/dlq",
+		Summary: "The latest dead letter of each failed record of a target",
+		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusUnprocessableEntity},
+	}), s.listDLQ)
+	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "replay-dead-letters", Method: http.MethodPost, Path: "/v1/sync/dlq/replay",
+		Summary:     "Re-enqueue dead letters in bulk by target, error code and time range",
+		Description: "Each record whose status still shows its dead-lettered failure is re-enqueued with its attempts reset; dry_run counts without re-enqueuing. A replayed record that fails again is dead-lettered again with its new reason.",
+		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusUnprocessableEntity},
+	}), s.replayDLQ)
+	huma.Register(s.api, adminOp(huma.Operation{
 		OperationID: "get-config", Method: http.MethodGet, Path: "/v1/sync/config",
 		Summary: "Effective configuration per target",
 		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden},

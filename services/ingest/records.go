@@ -2,16 +2,15 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recordsync/record-sync/services/pusher"
+	"github.com/recordsync/record-sync/shared/dlq"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/rules"
@@ -87,39 +86,20 @@ func (s *Service) retry(ctx context.Context, in *recordInput) (*retryOutput, err
 		slices.Sort(states)
 		return nil, huma.Error409Conflict("record " + in.RecordID + " has no dead-lettered failure to retry (" + strings.Join(states, ", ") + ")")
 	}
-	dlq, err := s.deps.JS.Stream(ctx, mesh.StreamDLQ)
-	if err != nil {
-		return nil, huma.Error503ServiceUnavailable("dead letters are unavailable")
-	}
-	var futures []jetstream.PubAckFuture
-	var changes []status.Change
-	now := s.now().UTC()
 	for _, target := range failed {
-		m, err := dlq.GetLastMsgForSubject(ctx, mesh.SubjectDLQ(target, status.Key(in.RecordID)))
-		if err != nil {
+		l, err := dlq.Latest(ctx, s.deps.JS, target, in.RecordID)
+		if errors.Is(err, dlq.ErrNone) {
 			return nil, huma.Error409Conflict(fmt.Sprintf("the dead letter of %s for %s is gone (expired?): resend the event", in.RecordID, target))
 		}
-		var it mesh.Item
-		if err := json.Unmarshal(m.Data, &it); err != nil {
-			return nil, huma.Error500InternalServerError("undecodable dead letter")
+		if err == nil {
+			err = dlq.Requeue(ctx, s.deps.JS, s.deps.Status, l, "ingest")
 		}
-		it.Attempt = 0
-		it.Generation = rec.Targets[target].Generation + 1
-		f, err := mesh.PublishWorkAsync(s.deps.JS, target, fmt.Sprintf("manual:%s:%s:%d", target, it.EventID, it.Generation), &mesh.Work{Items: []mesh.Item{it}}, nil)
+		if errors.Is(err, dlq.ErrNotFailed) {
+			return nil, huma.Error409Conflict(fmt.Sprintf("record %s changed for %s while retrying: read its status again", in.RecordID, target))
+		}
 		if err != nil {
-			return nil, huma.Error503ServiceUnavailable("could not re-enqueue")
+			return nil, huma.Error503ServiceUnavailable("could not re-enqueue: " + err.Error())
 		}
-		futures = append(futures, f)
-		changes = append(changes, status.Change{RecordID: it.RecordID, Target: target, EventID: it.EventID, Operation: string(it.Operation),
-			OccurredAt: it.OccurredAt, Generation: it.Generation, State: status.StateQueued, At: now})
-	}
-	f, err := mesh.PublishStatusAsync(s.deps.JS, "ingest", "", changes)
-	if err == nil {
-		futures = append(futures, f)
-		err = mesh.WaitAcks(ctx, futures)
-	}
-	if err != nil {
-		return nil, huma.Error503ServiceUnavailable("could not re-enqueue: " + err.Error())
 	}
 	s.log.Info("manual_retry", "record_id", in.RecordID, "targets", failed)
 	out := &retryOutput{}

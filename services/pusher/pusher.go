@@ -168,8 +168,8 @@ type outcome struct {
 }
 
 type deadLetter struct {
-	item   mesh.Item
-	reason string
+	item mesh.Item
+	err  status.Error
 }
 
 // handle pushes the items of msgs and returns one error per message.
@@ -419,7 +419,7 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 	c.State = status.StateFailed
 	e.DeadLettered = true
 	it.Attempt = attempt
-	out.dlq = append(out.dlq, deadLetter{item: it, reason: e.Class + " " + e.Code + ": " + e.Message})
+	out.dlq = append(out.dlq, deadLetter{item: it, err: *e})
 	w.log.Error("push_failed", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code, "message", e.Message)
 	out.changes = append(out.changes, c)
 }
@@ -432,7 +432,9 @@ func (w *Worker) publish(ctx context.Context, msgs []jetstream.Msg, out outcome)
 	var fs []jetstream.PubAckFuture
 	for _, d := range out.dlq {
 		h := nats.Header{}
-		h.Set(mesh.HeaderReason, d.reason)
+		h.Set(mesh.HeaderReason, d.err.Class+" "+d.err.Code+": "+d.err.Message)
+		h.Set(mesh.HeaderClass, d.err.Class)
+		h.Set(mesh.HeaderCode, d.err.Code)
 		key := status.Key(d.item.RecordID)
 		id := "dlq:" + d.item.EventID + ":" + strconv.Itoa(d.item.Generation) + ":" + strconv.Itoa(d.item.Attempt)
 		f, err := mesh.PublishJSONAsync(w.js, mesh.SubjectDLQ(target, key), id, d.item, h)

@@ -82,6 +82,10 @@ const (
 	// HeaderReason says why a message on SubjectRejected or SubjectDLQ is
 	// there.
 	HeaderReason = "Recordsync-Reason"
+	// HeaderClass and HeaderCode are the error class and the CRM's code of
+	// a dead letter.
+	HeaderClass = "Recordsync-Class"
+	HeaderCode  = "Recordsync-Code"
 	// HeaderSubject is the subject a rejected message was published to.
 	HeaderSubject = "Recordsync-Subject"
 	// HeaderIncr is JetStream's counter increment header.
