@@ -92,6 +92,12 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 		_ = ln.Close()
 		return err
 	}
+	tracing, stopTracing, err := Tracing(ctx, env, "dev")
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer stopTracing()
 	meshes := map[string]*Mesh{}
 	for _, user := range []string{"ingest", "rules", "pusher", "status"} {
 		nc, err := srv.Connect(user)
@@ -110,6 +116,7 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 			_ = ln.Close()
 			return fmt.Errorf("%s: %w", user, err)
 		}
+		m.Tracing = tracing
 		meshes[user] = m
 	}
 

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Env is the process configuration, read from RECORDSYNC_* variables.
@@ -35,6 +37,9 @@ type Env struct {
 	// MetricsAddr is where rules, pusher and status serve /metrics when run
 	// as their own processes (RECORDSYNC_METRICS_ADDR; off when empty).
 	MetricsAddr string
+	// Tracing, when set, replaces the tracer provider built from the
+	// OTEL_* variables (tests record spans in memory with it).
+	Tracing trace.TracerProvider
 }
 
 // LoadEnv reads the environment through getenv.

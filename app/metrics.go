@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
@@ -31,4 +33,21 @@ func ServeMetrics(ctx context.Context, addr string, m *telemetry.Metrics) error 
 		return err
 	}
 	return nil
+}
+
+// Tracing returns env.Tracing, or the provider the OTEL_* variables
+// configure, and the function that flushes it.
+func Tracing(ctx context.Context, env Env, service string) (trace.TracerProvider, func(), error) {
+	if env.Tracing != nil {
+		return env.Tracing, func() {}, nil
+	}
+	tp, shutdown, err := telemetry.NewTracing(ctx, service)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tp, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}, nil
 }

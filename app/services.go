@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	recordsync "github.com/recordsync/record-sync"
@@ -76,6 +77,8 @@ type Mesh struct {
 	PushAckWait time.Duration
 	// Metrics is the process's metrics.
 	Metrics *telemetry.Metrics
+	// Tracing is the process's tracer provider (nil: nothing recorded).
+	Tracing trace.TracerProvider
 	service string
 }
 
@@ -193,7 +196,7 @@ func RunIngest(ctx context.Context, m *Mesh, env Env, ln net.Listener, serving f
 	}
 	svc, err := ingest.New(ingest.Config{Addr: env.HTTPAddr, APIKeys: env.APIKeys, AdminKeys: env.AdminKeys, Limits: m.limits()},
 		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Mappings: m.Mappings, Status: m.Status, Registry: m.Registry,
-			Meter: m.Metrics.Meter("ingest"), Metrics: m.Metrics.Handler()}, m.Log.With("service", "ingest"))
+			Meter: m.Metrics.Meter("ingest"), Metrics: m.Metrics.Handler(), Tracing: m.Tracing}, m.Log.With("service", "ingest"))
 	if err != nil {
 		closeLn()
 		return err
@@ -216,7 +219,7 @@ func RunRules(ctx context.Context, m *Mesh) error {
 	if err := m.watch(ctx, g); err != nil {
 		return err
 	}
-	svc, err := rulesvc.New(m.JS, m.Rules, rulesvc.Config{Limits: m.limits(), DefaultTargets: m.Configs.DefaultTargets(), Meter: m.Metrics.Meter("rules")}, m.Log.With("service", "rules"))
+	svc, err := rulesvc.New(m.JS, m.Rules, rulesvc.Config{Limits: m.limits(), DefaultTargets: m.Configs.DefaultTargets(), Meter: m.Metrics.Meter("rules"), Tracing: m.Tracing}, m.Log.With("service", "rules"))
 	if err != nil {
 		return err
 	}
@@ -233,7 +236,7 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 	log := m.Log.With("service", "pusher")
 	for _, name := range m.Registry.Names() {
 		c, _ := m.Registry.Get(name)
-		w, err := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status, m.PushAckWait, m.Metrics.Meter("pusher"), log)
+		w, err := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status, m.PushAckWait, m.Metrics.Meter("pusher"), m.Tracing, log)
 		if err != nil {
 			return err
 		}

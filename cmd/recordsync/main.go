@@ -112,6 +112,12 @@ func runService(ctx context.Context, name string, env app.Env, log *slog.Logger)
 	if err != nil {
 		return err
 	}
+	tracing, stopTracing, err := app.Tracing(ctx, env, name)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	m.Tracing = tracing
 	if name != "ingest" && env.MetricsAddr != "" {
 		// The HTTP edge serves /metrics itself; the others on their own port.
 		go func() {

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/config"
@@ -83,6 +84,8 @@ type Deps struct {
 	Meter metric.Meter
 	// Metrics serves /metrics (not served when nil).
 	Metrics http.Handler
+	// Tracing traces each request (nothing recorded when nil).
+	Tracing trace.TracerProvider
 }
 
 // Service is the HTTP edge.
@@ -123,7 +126,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.api.UseMiddleware(mw, authMiddleware(s.api, s.keys))
+	s.api.UseMiddleware(traceMiddleware(telemetry.Tracer(deps.Tracing, "ingest")), mw, authMiddleware(s.api, s.keys))
 	s.register()
 	if err := s.backlog.observe(telemetry.Or(deps.Meter)); err != nil {
 		return nil, err

@@ -8,6 +8,9 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // metricsMiddleware counts every request by operation and status, and
@@ -42,3 +45,23 @@ func (b *backlog) observe(m metric.Meter) error {
 		}))
 	return err
 }
+
+// traceMiddleware starts a server span per request, joining the caller's
+// trace when the request carries a traceparent header.
+func traceMiddleware(tracer trace.Tracer) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		parent := telemetry.Propagator.Extract(ctx.Context(), headerCarrier{ctx})
+		c, span := tracer.Start(parent, ctx.Method()+" "+ctx.Operation().Path, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.route", ctx.Operation().Path)))
+		defer span.End()
+		next(huma.WithContext(ctx, c))
+		span.SetAttributes(attribute.Int("http.response.status_code", ctx.Status()))
+	}
+}
+
+// headerCarrier reads trace context from a request's headers.
+type headerCarrier struct{ ctx huma.Context }
+
+func (h headerCarrier) Get(key string) string { return h.ctx.Header(key) }
+func (h headerCarrier) Set(string, string)    {}
+func (h headerCarrier) Keys() []string        { return []string{"traceparent", "tracestate"} }

@@ -115,6 +115,7 @@ func (s *Service) publish(ctx context.Context, subject, msgID string, v any) (*j
 	m := nats.NewMsg(subject)
 	m.Data = b
 	m.Header.Set(mesh.HeaderMsgID, msgID)
+	mesh.InjectTrace(ctx, m.Header)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ack, err := s.deps.JS.PublishMsg(ctx, m)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
@@ -51,15 +52,18 @@ type Worker struct {
 	results  metric.Int64Counter
 	batches  metric.Int64Histogram
 	duration metric.Float64Histogram
+	tracer   trace.Tracer
 }
 
 // NewWorker returns the worker of the target c.Name(). ackWait is
 // DefaultAckWait when zero.
-func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, ackWait time.Duration, meter metric.Meter, log *slog.Logger) (*Worker, error) {
+func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, ackWait time.Duration,
+	meter metric.Meter, tracing trace.TracerProvider, log *slog.Logger) (*Worker, error) {
 	if ackWait <= 0 {
 		ackWait = DefaultAckWait
 	}
-	w := &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now}
+	w := &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
+		tracer: telemetry.Tracer(tracing, "pusher")}
 	m := telemetry.Or(meter)
 	var err error
 	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
@@ -296,9 +300,29 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 			}
 			continue
 		}
+		// Each event's trace gets a span for its push; the CRM request is one
+		// span linked to all of them, and its trace context goes with the
+		// request.
+		links := make([]trace.Link, 0, len(chunk))
+		spans := make([]trace.Span, 0, len(chunk))
+		for _, j := range chunk {
+			it := sent[j].item
+			_, sp := w.tracer.Start(it.Context(ctx), "push "+w.crm.Name(), trace.WithAttributes(
+				attribute.String("record_id", it.RecordID), attribute.String("event_id", it.EventID), attribute.Int("attempt", it.Attempt+1)))
+			spans = append(spans, sp)
+			links = append(links, trace.Link{SpanContext: sp.SpanContext()})
+		}
+		pctx, pspan := w.tracer.Start(ctx, "crm request "+w.crm.Name(), trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
+			trace.WithAttributes(attribute.Int("records", len(batch))))
 		start := time.Now()
-		results := w.crm.Push(ctx, tc.APIHost, batch)
+		results := w.crm.Push(pctx, tc.APIHost, batch)
 		took := time.Since(start)
+		pspan.End()
+		for i, sp := range spans {
+			sp.SetAttributes(attribute.String("result", results[i].Class.String()), attribute.String("code", results[i].Code))
+			sp.AddLink(trace.Link{SpanContext: pspan.SpanContext()})
+			sp.End()
+		}
 		w.log.Info("crm_push", "records", len(batch), "duration_ms", took.Milliseconds())
 		target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
 		w.batches.Record(ctx, int64(len(batch)), target)

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
@@ -34,6 +35,8 @@ type Config struct {
 	FetchBatch int
 	// Meter records decisions and rejections (none when nil).
 	Meter metric.Meter
+	// Tracing traces routing (nothing recorded when nil).
+	Tracing trace.TracerProvider
 }
 
 // Service routes inbound events.
@@ -45,6 +48,7 @@ type Service struct {
 	now       func() time.Time
 	decisions metric.Int64Counter
 	rejected  metric.Int64Counter
+	tracer    trace.Tracer
 }
 
 // New returns the rules service.
@@ -52,7 +56,7 @@ func New(js jetstream.JetStream, store *rules.Store, cfg Config, log *slog.Logge
 	if cfg.FetchBatch == 0 {
 		cfg.FetchBatch = 64
 	}
-	s := &Service{js: js, rules: store, cfg: cfg, log: log, now: time.Now}
+	s := &Service{js: js, rules: store, cfg: cfg, log: log, now: time.Now, tracer: telemetry.Tracer(cfg.Tracing, "rules")}
 	m := telemetry.Or(cfg.Meter)
 	var err error
 	if s.decisions, err = m.Int64Counter("recordsync_rule_decisions", metric.WithDescription("Rule decisions by target, action and deciding rule")); err != nil {
@@ -104,6 +108,12 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 		}
 		last = meta.Sequence.Stream
 		events, bad := s.decode(msg)
+		// The message's trace (from the HTTP edge or the publisher) goes on
+		// with each event, inside its work item.
+		tctx, span := s.tracer.Start(mesh.ExtractTrace(ctx, msg.Headers()), "rules route", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject()), attribute.Int("events", len(events))))
+		traceCtx := mesh.TraceOf(tctx)
+		span.End()
 		for j := range events {
 			ev := &events[j]
 			// An event published without an id or a time gets ones derived
@@ -117,6 +127,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 				changes = append(changes, c)
 				accepted.Add(target, status.CountAccepted, 1)
 				if item != nil {
+					item.Trace = traceCtx
 					w := work[target]
 					if w == nil {
 						w = &mesh.Work{}

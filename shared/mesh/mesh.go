@@ -111,6 +111,9 @@ type Item struct {
 	// Generation counts manual retries, so that a retried event's status
 	// supersedes its failed one.
 	Generation int `json:"generation,omitempty"`
+	// Trace is the event's trace context (W3C traceparent), so that the
+	// push of an event that travelled in a batch joins the event's trace.
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // Work is the body of a SubjectPush message: items for one target, in the

@@ -18,9 +18,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mapping"
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // MaxBatch is the most inputs HubSpot takes in one batch request.
@@ -268,6 +271,7 @@ func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Resul
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
+	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return crm.FromError(err), false
