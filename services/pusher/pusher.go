@@ -50,6 +50,7 @@ type Worker struct {
 	blockedUntil time.Time
 
 	results  metric.Int64Counter
+	dead     metric.Int64Counter
 	batches  metric.Int64Histogram
 	duration metric.Float64Histogram
 	tracer   trace.Tracer
@@ -67,6 +68,9 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 	m := telemetry.Or(meter)
 	var err error
 	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
+		return nil, err
+	}
+	if w.dead, err = m.Int64Counter("recordsync_dead_letters", metric.WithDescription("Events dead-lettered by target and class")); err != nil {
 		return nil, err
 	}
 	if w.batches, err = m.Int64Histogram("recordsync_push_batch_size", metric.WithDescription("Records per CRM request"),
@@ -466,6 +470,7 @@ func (w *Worker) publish(ctx context.Context, msgs []jetstream.Msg, out outcome)
 			return err
 		}
 		fs = append(fs, f)
+		w.dead.Add(ctx, 1, metric.WithAttributes(attribute.String("target", target), attribute.String("class", d.err.Class)))
 	}
 	for i, r := range out.retries {
 		meta, err := msgs[i].Metadata()
