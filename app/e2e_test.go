@@ -360,6 +360,19 @@ func TestConfig(t *testing.T) {
 	if r.Body["targets"].([]any)[0].(map[string]any)["batch_size"] != 50.0 {
 		t.Fatalf("config after override: %s", r.Raw)
 	}
+
+	if r := s.call("PUT", "/v1/sync/log-level", adminKey, map[string]any{"level": "debug"}); r.Status != 200 || r.Body["level"] != "debug" {
+		t.Fatalf("log level: %d %s", r.Status, r.Raw)
+	}
+	if r := s.call("GET", "/v1/sync/log-level", adminKey, nil); r.Body["level"] != "debug" {
+		t.Fatalf("log level after change: %s", r.Raw)
+	}
+	if r := s.call("PUT", "/v1/sync/log-level", adminKey, map[string]any{"level": "loud"}); r.Status != 422 || locations(r.Body) != "body.level" {
+		t.Fatalf("bad log level: %d %s", r.Status, r.Raw)
+	}
+	if r := s.call("PUT", "/v1/sync/log-level", syncKey, map[string]any{"level": "info"}); r.Status != 403 {
+		t.Fatalf("log level with a sync key: %d", r.Status)
+	}
 }
 
 // TestStatsAddUp: after a run with a rule skip, a rule rejection, a

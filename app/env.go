@@ -5,6 +5,7 @@ package app
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,11 @@ type Env struct {
 	// Tracing, when set, replaces the tracer provider built from the
 	// OTEL_* variables (tests record spans in memory with it).
 	Tracing trace.TracerProvider
+	// LogFile also receives the logs (RECORDSYNC_LOG_FILE).
+	LogFile string
+	// Level is the process's log level, which PUT /v1/sync/log-level
+	// changes at runtime (set by main; nil: the edge cannot change it).
+	Level *slog.LevelVar
 }
 
 // LoadEnv reads the environment through getenv.
@@ -65,6 +71,7 @@ func LoadEnv(getenv func(string) string) Env {
 		LogLevel:     get("RECORDSYNC_LOG_LEVEL", "info"),
 		HubSpotToken: getenv("RECORDSYNC_HUBSPOT_TOKEN"),
 		MetricsAddr:  getenv("RECORDSYNC_METRICS_ADDR"),
+		LogFile:      getenv("RECORDSYNC_LOG_FILE"),
 	}
 	e.PushAckWait, _ = time.ParseDuration(getenv("RECORDSYNC_PUSH_ACK_WAIT"))
 	e.CRMCredentials = get("RECORDSYNC_CRM_CREDENTIALS", filepath.Join(e.DataDir, "crmsim", "credentials.json"))

@@ -196,7 +196,7 @@ func RunIngest(ctx context.Context, m *Mesh, env Env, ln net.Listener, serving f
 	}
 	svc, err := ingest.New(ingest.Config{Addr: env.HTTPAddr, APIKeys: env.APIKeys, AdminKeys: env.AdminKeys, Limits: m.limits()},
 		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Mappings: m.Mappings, Status: m.Status, Registry: m.Registry,
-			Meter: m.Metrics.Meter("ingest"), Metrics: m.Metrics.Handler(), Tracing: m.Tracing}, m.Log.With("service", "ingest"))
+			Meter: m.Metrics.Meter("ingest"), Metrics: m.Metrics.Handler(), Tracing: m.Tracing, LogLevel: env.Level}, m.Log.With("service", "ingest"))
 	if err != nil {
 		closeLn()
 		return err

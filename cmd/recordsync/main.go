@@ -63,7 +63,13 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, _ := logging.New(stdout, env.LogLevel)
+	out, closeLog, err := logging.Open(stdout, env.LogFile)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = closeLog() }()
+	log, level := logging.New(out, env.LogLevel)
+	env.Level = level
 	log = log.With("command", cmd)
 	if cmd != "dlq" {
 		log.Info("starting", "config", env.String())

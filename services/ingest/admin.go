@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/recordsync/record-sync/shared/config"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/logging"
 	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/rules"
@@ -262,4 +264,29 @@ func (s *Service) putMapping(ctx context.Context, in *putMappingInput) (*mapping
 	}
 	s.log.Info("mapping_replaced", "target", in.Target, "object_type", in.ObjectType)
 	return s.getMapping(ctx, &mappingInput{Target: in.Target, ObjectType: in.ObjectType})
+}
+
+type logLevelBody struct {
+	Level string `json:"level" doc:"debug, info, warn or error"`
+}
+
+type logLevelOutput struct {
+	Body logLevelBody
+}
+
+func (s *Service) getLogLevel(context.Context, *struct{}) (*logLevelOutput, error) {
+	return &logLevelOutput{Body: logLevelBody{Level: strings.ToLower(s.deps.LogLevel.Level().String())}}, nil
+}
+
+type putLogLevelInput struct {
+	Body logLevelBody
+}
+
+func (s *Service) putLogLevel(_ context.Context, in *putLogLevelInput) (*logLevelOutput, error) {
+	if !slices.Contains(logging.Levels, strings.ToLower(in.Body.Level)) {
+		return nil, validationProblem(valid.Errors{{Location: "body.level", Message: "must be one of " + strings.Join(logging.Levels, ", "), Value: in.Body.Level}})
+	}
+	s.deps.LogLevel.Set(logging.ParseLevel(in.Body.Level))
+	s.log.Warn("log_level_changed", "level", in.Body.Level)
+	return s.getLogLevel(context.Background(), nil)
 }

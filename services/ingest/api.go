@@ -115,6 +115,16 @@ func (s *Service) register() {
 		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusUnprocessableEntity},
 	}), s.replayDLQ)
 	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "get-log-level", Method: http.MethodGet, Path: "/v1/sync/log-level",
+		Summary: "The process's log level",
+		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden},
+	}), s.getLogLevel)
+	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "put-log-level", Method: http.MethodPut, Path: "/v1/sync/log-level",
+		Summary: "Change the process's log level at runtime",
+		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusUnprocessableEntity},
+	}), s.putLogLevel)
+	huma.Register(s.api, adminOp(huma.Operation{
 		OperationID: "get-config", Method: http.MethodGet, Path: "/v1/sync/config",
 		Summary: "Effective configuration per target",
 		Errors:  []int{http.StatusUnauthorized, http.StatusForbidden},

@@ -86,6 +86,9 @@ type Deps struct {
 	Metrics http.Handler
 	// Tracing traces each request (nothing recorded when nil).
 	Tracing trace.TracerProvider
+	// LogLevel is the process's log level, changed by PUT
+	// /v1/sync/log-level (a private one when nil).
+	LogLevel *slog.LevelVar
 }
 
 // Service is the HTTP edge.
@@ -106,6 +109,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if deps.LogLevel == nil {
+		deps.LogLevel = new(slog.LevelVar)
+	}
 	s := &Service{
 		cfg:     cfg,
 		deps:    deps,

@@ -327,7 +327,7 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 			sp.AddLink(trace.Link{SpanContext: pspan.SpanContext()})
 			sp.End()
 		}
-		w.log.Info("crm_push", "records", len(batch), "duration_ms", took.Milliseconds())
+		w.log.Info("crm_push", "records", len(batch), "duration_ms", took.Milliseconds(), "trace_id", pspan.SpanContext().TraceID().String())
 		target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
 		w.batches.Record(ctx, int64(len(batch)), target)
 		w.duration.Record(ctx, took.Seconds(), target)
@@ -422,6 +422,9 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 	attempt := it.Attempt + 1
 	c := status.Change{RecordID: it.RecordID, Target: w.crm.Name(), EventID: it.EventID, Operation: string(it.Operation),
 		OccurredAt: it.OccurredAt, Generation: it.Generation, Attempts: attempt, At: w.now().UTC()}
+	if sc := trace.SpanContextFromContext(it.Context(context.Background())); sc.IsValid() {
+		c.TraceID = sc.TraceID().String()
+	}
 	if res.Class == crm.OK {
 		c.State, c.CRMID = status.StateSynced, res.CRMID
 		out.changes = append(out.changes, c)
@@ -440,7 +443,8 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 		}
 		r.Items = append(r.Items, it)
 		out.retryAt[p.msg] = maxTime(out.retryAt[p.msg], w.now().Add(delay))
-		w.log.Warn("push_retry", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code, "retry_in", delay.String())
+		w.log.Warn("push_retry", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code,
+			"retry_in", delay.String(), "trace_id", c.TraceID)
 		out.changes = append(out.changes, c)
 		return
 	}
@@ -448,7 +452,8 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 	e.DeadLettered = true
 	it.Attempt = attempt
 	out.dlq = append(out.dlq, deadLetter{item: it, err: *e})
-	w.log.Error("push_failed", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code, "message", e.Message)
+	w.log.Error("push_failed", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code,
+		"message", e.Message, "trace_id", c.TraceID)
 	out.changes = append(out.changes, c)
 }
 

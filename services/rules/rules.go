@@ -113,6 +113,10 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 		tctx, span := s.tracer.Start(mesh.ExtractTrace(ctx, msg.Headers()), "rules route", trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject()), attribute.Int("events", len(events))))
 		traceCtx := mesh.TraceOf(tctx)
+		traceID := ""
+		if sc := span.SpanContext(); sc.IsValid() {
+			traceID = sc.TraceID().String()
+		}
 		span.End()
 		for j := range events {
 			ev := &events[j]
@@ -124,6 +128,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			ev.Normalize(s.cfg.DefaultTargets, meta.Timestamp)
 			for _, target := range ev.Targets {
 				c, item := s.route(compiled, ev, target, now)
+				c.TraceID = traceID
 				changes = append(changes, c)
 				accepted.Add(target, status.CountAccepted, 1)
 				if item != nil {

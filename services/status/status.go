@@ -239,7 +239,7 @@ func (s *Service) logChanges(w *pendingWrite) {
 	for _, c := range w.changes {
 		if t := w.rec.Targets[c.Target]; t != nil && t.EventID == c.EventID && t.State == c.State {
 			s.log.Info("status_changed", "record_id", c.RecordID, "event_id", c.EventID, "target", c.Target,
-				"state", string(c.State), "attempt", c.Attempts)
+				"state", string(c.State), "attempt", c.Attempts, "trace_id", c.TraceID)
 		}
 	}
 }

@@ -2,8 +2,10 @@
 package logging
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 )
 
@@ -28,3 +30,19 @@ func ParseLevel(s string) slog.Level {
 	}
 	return slog.LevelInfo
 }
+
+// Open returns the writer logs go to: w, and also the file at path when
+// path is not empty (appended to, created 0600). close closes the file.
+func Open(w io.Writer, path string) (out io.Writer, closeFile func() error, err error) {
+	if path == "" {
+		return w, func() error { return nil }, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log file: %w", err)
+	}
+	return io.MultiWriter(w, f), f.Close, nil
+}
+
+// Levels are the level names New and ParseLevel take.
+var Levels = []string{"debug", "info", "warn", "error"}

@@ -101,6 +101,8 @@ type Change struct {
 	RuleID     string    `json:"rule_id,omitempty"`
 	Error      *Error    `json:"error,omitempty"`
 	At         time.Time `json:"at"`
+	// TraceID is the event's trace, for the logs.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // newer compares the event and step of c with those of t: it reports
