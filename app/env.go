@@ -41,6 +41,9 @@ type Env struct {
 	// Tracing, when set, replaces the tracer provider built from the
 	// OTEL_* variables (tests record spans in memory with it).
 	Tracing trace.TracerProvider
+	// StatusTTL is how long a record's status is kept after its last change
+	// (RECORDSYNC_STATUS_TTL, default 168h).
+	StatusTTL time.Duration
 	// LogFile also receives the logs (RECORDSYNC_LOG_FILE).
 	LogFile string
 	// Level is the process's log level, which PUT /v1/sync/log-level
@@ -74,6 +77,7 @@ func LoadEnv(getenv func(string) string) Env {
 		LogFile:      getenv("RECORDSYNC_LOG_FILE"),
 	}
 	e.PushAckWait, _ = time.ParseDuration(getenv("RECORDSYNC_PUSH_ACK_WAIT"))
+	e.StatusTTL, _ = time.ParseDuration(getenv("RECORDSYNC_STATUS_TTL"))
 	e.CRMCredentials = get("RECORDSYNC_CRM_CREDENTIALS", filepath.Join(e.DataDir, "crmsim", "credentials.json"))
 	return e
 }

@@ -93,7 +93,7 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
+	if err := mesh.Ensure(ctx, js, mesh.Options{StatusTTL: env.StatusTTL}); err != nil {
 		return nil, err
 	}
 	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, PushAckWait: env.PushAckWait, Metrics: metrics, service: service}

@@ -53,6 +53,7 @@ type Worker struct {
 	dead     metric.Int64Counter
 	batches  metric.Int64Histogram
 	duration metric.Float64Histogram
+	waits    metric.Float64Histogram
 	tracer   trace.Tracer
 }
 
@@ -75,6 +76,10 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 	}
 	if w.batches, err = m.Int64Histogram("recordsync_push_batch_size", metric.WithDescription("Records per CRM request"),
 		metric.WithExplicitBucketBoundaries(1, 5, 10, 25, 50, 75, 99, 100, 150, 199, 200)); err != nil {
+		return nil, err
+	}
+	if w.waits, err = m.Float64Histogram("recordsync_rate_limit_wait_seconds", metric.WithUnit("s"),
+		metric.WithDescription("Time a CRM request waited for the target's rate limit or a Retry-After")); err != nil {
 		return nil, err
 	}
 	if w.duration, err = m.Float64Histogram("recordsync_push_duration_seconds", metric.WithUnit("s"), metric.WithDescription("CRM request latency by target")); err != nil {
@@ -406,6 +411,10 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 		w.limiter = rate.NewLimiter(perSec, 1)
 		w.limit = tc.RateLimitPerMinute
 	}
+	start := time.Now()
+	defer func() {
+		w.waits.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("target", w.crm.Name())))
+	}()
 	if d := w.blockedUntil.Sub(w.now()); d > 0 {
 		w.log.Warn("rate_limited_pause", "wait_ms", d.Milliseconds())
 		mesh.Sleep(ctx, d)
