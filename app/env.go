@@ -41,6 +41,9 @@ type Env struct {
 	// Tracing, when set, replaces the tracer provider built from the
 	// OTEL_* variables (tests record spans in memory with it).
 	Tracing trace.TracerProvider
+	// CircuitOpenFor is how long a target's circuit stays open before a
+	// probe (RECORDSYNC_CIRCUIT_OPEN_FOR, default 30s).
+	CircuitOpenFor time.Duration
 	// StatusTTL is how long a record's status is kept after its last change
 	// (RECORDSYNC_STATUS_TTL, default 168h).
 	StatusTTL time.Duration
@@ -78,6 +81,7 @@ func LoadEnv(getenv func(string) string) Env {
 	}
 	e.PushAckWait, _ = time.ParseDuration(getenv("RECORDSYNC_PUSH_ACK_WAIT"))
 	e.StatusTTL, _ = time.ParseDuration(getenv("RECORDSYNC_STATUS_TTL"))
+	e.CircuitOpenFor, _ = time.ParseDuration(getenv("RECORDSYNC_CIRCUIT_OPEN_FOR"))
 	e.CRMCredentials = get("RECORDSYNC_CRM_CREDENTIALS", filepath.Join(e.DataDir, "crmsim", "credentials.json"))
 	return e
 }

@@ -75,6 +75,8 @@ type Mesh struct {
 	Log      *slog.Logger
 	// PushAckWait is the pushers' AckWait (pusher.DefaultAckWait when 0).
 	PushAckWait time.Duration
+	// CircuitOpenFor is how long a target's circuit stays open.
+	CircuitOpenFor time.Duration
 	// Metrics is the process's metrics.
 	Metrics *telemetry.Metrics
 	// Tracing is the process's tracer provider (nil: nothing recorded).
@@ -96,7 +98,7 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 	if err := mesh.Ensure(ctx, js, mesh.Options{StatusTTL: env.StatusTTL}); err != nil {
 		return nil, err
 	}
-	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, PushAckWait: env.PushAckWait, Metrics: metrics, service: service}
+	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, PushAckWait: env.PushAckWait, CircuitOpenFor: env.CircuitOpenFor, Metrics: metrics, service: service}
 	defaults, err := config.LoadDefaults(env.CRMSimAddr)
 	if err != nil {
 		return nil, err
@@ -236,7 +238,8 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 	log := m.Log.With("service", "pusher")
 	for _, name := range m.Registry.Names() {
 		c, _ := m.Registry.Get(name)
-		w, err := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status, m.PushAckWait, m.Metrics.Meter("pusher"), m.Tracing, log)
+		w, err := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status,
+			pusher.Options{AckWait: m.PushAckWait, OpenFor: m.CircuitOpenFor, Meter: m.Metrics.Meter("pusher"), Tracing: m.Tracing}, log)
 		if err != nil {
 			return err
 		}

@@ -137,6 +137,11 @@ func (s *Service) readyz(ctx context.Context, _ *struct{}) (*healthOutput, error
 	for _, p := range s.deps.Mappings.Problems() {
 		out.Body.Notes = append(out.Body.Notes, p)
 	}
+	for _, c := range s.deps.Configs.Circuits() {
+		if c.State != "closed" {
+			out.Body.Notes = append(out.Body.Notes, fmt.Sprintf("the circuit of %s is %s since %s: its CRM failed repeatedly; its work waits", c.Target, c.State, c.Since.Format(time.RFC3339)))
+		}
+	}
 	if len(why) > 0 {
 		return nil, huma.Error503ServiceUnavailable("not ready: " + strings.Join(why, "; "))
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -55,18 +56,29 @@ type Worker struct {
 	duration metric.Float64Histogram
 	waits    metric.Float64Histogram
 	tracer   trace.Tracer
+	breaker  *breaker
+}
+
+// Options tunes a Worker; zero values take the defaults.
+type Options struct {
+	// AckWait is how long held work waits before JetStream redelivers it
+	// to another pusher (DefaultAckWait).
+	AckWait time.Duration
+	// OpenFor is how long the circuit stays open (DefaultOpenFor).
+	OpenFor time.Duration
+	Meter   metric.Meter
+	Tracing trace.TracerProvider
 }
 
 // NewWorker returns the worker of the target c.Name(). ackWait is
 // DefaultAckWait when zero.
-func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, ackWait time.Duration,
-	meter metric.Meter, tracing trace.TracerProvider, log *slog.Logger) (*Worker, error) {
-	if ackWait <= 0 {
-		ackWait = DefaultAckWait
+func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, o Options, log *slog.Logger) (*Worker, error) {
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
 	}
-	w := &Worker{ackWait: ackWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
-		tracer: telemetry.Tracer(tracing, "pusher")}
-	m := telemetry.Or(meter)
+	w := &Worker{ackWait: o.AckWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
+		tracer: telemetry.Tracer(o.Tracing, "pusher"), breaker: newBreaker(c.Name(), o.OpenFor)}
+	m := telemetry.Or(o.Meter)
 	var err error
 	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
 		return nil, err
@@ -83,6 +95,16 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 		return nil, err
 	}
 	if w.duration, err = m.Float64Histogram("recordsync_push_duration_seconds", metric.WithUnit("s"), metric.WithDescription("CRM request latency by target")); err != nil {
+		return nil, err
+	}
+	circuit, err := m.Int64ObservableGauge("recordsync_circuit_state", metric.WithDescription("Circuit breaker per target: 0 closed, 1 half-open, 2 open"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(circuit, int64(w.breaker.cb.State()), metric.WithAttributes(attribute.String("target", c.Name())))
+		return nil
+	}, circuit); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -114,11 +136,21 @@ func (w *Worker) Run(ctx context.Context) error {
 			mesh.Sleep(ctx, time.Second)
 			continue
 		}
+		// An open circuit takes no work; a half-open one takes one message
+		// as a probe.
+		size := tc.BatchSize
+		switch w.breaker.state(ctx, w.configs, target) {
+		case gobreaker.StateOpen:
+			mesh.Sleep(ctx, 250*time.Millisecond)
+			continue
+		case gobreaker.StateHalfOpen:
+			size = 1
+		}
 		// One fetch is one batch: it ends at batch_size messages or after
 		// flush_interval, and every message it delivers is handled, so
 		// nothing sits in a client buffer when the target is disabled or
 		// the process stops.
-		batch, err := cons.Fetch(tc.BatchSize, jetstream.FetchMaxWait(time.Duration(tc.FlushInterval)))
+		batch, err := cons.Fetch(size, jetstream.FetchMaxWait(time.Duration(tc.FlushInterval)))
 		var msgs []jetstream.Msg
 		if err == nil {
 			for m := range batch.Messages() {
@@ -324,7 +356,7 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 		pctx, pspan := w.tracer.Start(ctx, "crm request "+w.crm.Name(), trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
 			trace.WithAttributes(attribute.Int("records", len(batch))))
 		start := time.Now()
-		results := w.crm.Push(pctx, tc.APIHost, batch)
+		results := w.breaker.push(len(batch), func() []crm.Result { return w.crm.Push(pctx, tc.APIHost, batch) })
 		took := time.Since(start)
 		pspan.End()
 		for i, sp := range spans {
@@ -429,6 +461,9 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 		attribute.String("class", res.Class.String()), attribute.String("code", res.Code)))
 	it := p.item
 	attempt := it.Attempt + 1
+	if res.Code == codeCircuitOpen {
+		attempt = it.Attempt // not sent: no attempt spent
+	}
 	c := status.Change{RecordID: it.RecordID, Target: w.crm.Name(), EventID: it.EventID, Operation: string(it.Operation),
 		OccurredAt: it.OccurredAt, Generation: it.Generation, Attempts: attempt, At: w.now().UTC()}
 	if sc := trace.SpanContextFromContext(it.Context(context.Background())); sc.IsValid() {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -27,12 +29,26 @@ type Store struct {
 
 	mu        sync.RWMutex
 	overrides map[string]Override
-	bad       map[string]string // target -> why its KV value is not applied
+	bad       map[string]string  // target -> why its KV value is not applied
+	circuits  map[string]Circuit // target -> its pushers' circuit breaker
+}
+
+// CircuitPrefix starts the key of a target's circuit state in
+// sync_config: circuit.<target>.
+const CircuitPrefix = "circuit."
+
+// Circuit is the state of a target's circuit breaker, as its pushers
+// report it.
+type Circuit struct {
+	Target string    `json:"target"`
+	State  string    `json:"state" enum:"closed,half-open,open"`
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // NewStore returns a Store over the bucket kv.
 func NewStore(kv jetstream.KeyValue, d Defaults, log *slog.Logger) *Store {
-	return &Store{kv: kv, defaults: d, log: log, overrides: map[string]Override{}, bad: map[string]string{}}
+	return &Store{kv: kv, defaults: d, log: log, overrides: map[string]Override{}, bad: map[string]string{}, circuits: map[string]Circuit{}}
 }
 
 // Targets returns the configured target names, sorted.
@@ -99,6 +115,13 @@ func (s *Store) Watch(ctx context.Context, maxBatch func(string) int) error {
 		return fmt.Errorf("watch config: %w", err)
 	}
 	mesh.Follow(ctx, w, nil, func(e jetstream.KeyValueEntry) {
+		if strings.HasPrefix(e.Key(), CircuitPrefix) {
+			s.followCircuit(e)
+			return
+		}
+		if _, ok := s.defaults.Targets[e.Key()]; !ok {
+			return // not a target's configuration
+		}
 		if e.Operation() == jetstream.KeyValuePut {
 			s.apply(e.Key(), e.Value(), maxBatch)
 			return
@@ -200,4 +223,42 @@ func mergeOverride(cur, o Override) (Override, error) {
 		err = json.Unmarshal(raw, &cur)
 	}
 	return cur, err
+}
+
+func (s *Store) followCircuit(e jetstream.KeyValueEntry) {
+	target := strings.TrimPrefix(e.Key(), CircuitPrefix)
+	var c Circuit
+	if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &c) != nil {
+		s.mu.Lock()
+		delete(s.circuits, target)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Lock()
+	s.circuits[target] = c
+	s.mu.Unlock()
+}
+
+// Circuits returns the circuit states the pushers reported, by target.
+func (s *Store) Circuits() map[string]Circuit {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]Circuit, len(s.circuits))
+	for k, v := range s.circuits {
+		out[k] = v
+	}
+	return out
+}
+
+// ReportCircuit stores the circuit state of a target for every process to
+// see.
+func (s *Store) ReportCircuit(ctx context.Context, c Circuit) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Put(ctx, CircuitPrefix+c.Target, raw); err != nil {
+		return fmt.Errorf("report circuit: %w", err)
+	}
+	return nil
 }

@@ -65,6 +65,9 @@ type Result struct {
 	Message string
 	// RetryAfter is how long the CRM asked to wait, for RateLimited.
 	RetryAfter time.Duration
+	// Whole is set when the whole request failed (no answer, 5xx, 429):
+	// the CRM said nothing about this record in particular.
+	Whole bool
 }
 
 // Quota is what the CRM said about its limit in the last response.

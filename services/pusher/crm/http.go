@@ -12,7 +12,7 @@ import (
 // (with Retry-After, seconds or an HTTP date), 408, 5xx and 401 (a token
 // that expired under us) are Transient, other 4xx are Permanent.
 func FromStatus(status int, h http.Header, code, msg string) Result {
-	r := Result{Code: code, Message: msg}
+	r := Result{Code: code, Message: msg, Whole: true}
 	switch {
 	case status == http.StatusTooManyRequests:
 		r.Class = RateLimited
@@ -35,7 +35,7 @@ func FromError(err error) Result {
 	if errors.Is(err, context.DeadlineExceeded) {
 		code = "TIMEOUT"
 	}
-	return Result{Class: Transient, Code: code, Message: err.Error()}
+	return Result{Class: Transient, Code: code, Message: err.Error(), Whole: true}
 }
 
 // RetryAfter parses a Retry-After header; 0 when absent or unparsable.
