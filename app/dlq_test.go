@@ -34,7 +34,7 @@ func TestBulkReplayByCode(t *testing.T) {
 			t.Fatalf("dl-%d: %+v", i, st.LastError)
 		}
 	}
-	if st := s.waitState("dl-bad", "hubspot", status.StateFailed); st.LastError.Code != "INVALID_EMAIL" {
+	if st := s.waitState("dl-bad", "hubspot", status.StateFailed); st.LastError.Code != "INVALID_EMAIL" || !strings.Contains(st.LastError.Excerpt, "not-an-email") {
 		t.Fatalf("dl-bad: %+v", st.LastError)
 	}
 	s.sim("PUT", "/faults", map[string]any{})

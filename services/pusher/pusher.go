@@ -474,7 +474,7 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 		out.changes = append(out.changes, c)
 		return
 	}
-	e := &status.Error{Class: res.Class.String(), Code: res.Code, Message: res.Message}
+	e := &status.Error{Class: res.Class.String(), Code: res.Code, Message: res.Message, Excerpt: res.Excerpt}
 	c.Error = e
 	if res.Class != crm.Permanent && attempt < tc.MaxAttempts {
 		c.State = status.StateRetrying

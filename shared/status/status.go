@@ -52,6 +52,7 @@ type Error struct {
 	Class        string `json:"class" enum:"transient,rate_limited,permanent"`
 	Code         string `json:"code" doc:"The CRM's code, or record-sync's for rule and validation failures"`
 	Message      string `json:"message"`
+	Excerpt      string `json:"excerpt,omitempty" doc:"The start of the CRM's answer"`
 	DeadLettered bool   `json:"dead_lettered"`
 }
 

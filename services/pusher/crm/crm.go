@@ -65,6 +65,8 @@ type Result struct {
 	Message string
 	// RetryAfter is how long the CRM asked to wait, for RateLimited.
 	RetryAfter time.Duration
+	// Excerpt is the start of what the CRM answered, for failures.
+	Excerpt string
 	// Whole is set when the whole request failed (no answer, 5xx, 429):
 	// the CRM said nothing about this record in particular.
 	Whole bool
@@ -186,4 +188,15 @@ func All(n int, res Result) []Result {
 		out[i] = res
 	}
 	return out
+}
+
+// ExcerptLen is the most of a CRM answer a Result keeps.
+const ExcerptLen = 300
+
+// Excerpt returns the start of b, at most ExcerptLen bytes.
+func Excerpt(b []byte) string {
+	if len(b) > ExcerptLen {
+		return string(b[:ExcerptLen]) + "..."
+	}
+	return string(b)
 }

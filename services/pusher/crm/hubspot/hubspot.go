@@ -209,6 +209,9 @@ func itemErrors(errs []apiError) map[string]crm.Result {
 	out := map[string]crm.Result{}
 	for _, e := range errs {
 		res := crm.Result{Class: crm.Permanent, Code: e.Category, Message: e.Message}
+		if raw, err := json.Marshal(e); err == nil {
+			res.Excerpt = crm.Excerpt(raw)
+		}
 		if len(e.Errors) > 0 && e.Errors[0].Code != "" {
 			res.Code = e.Errors[0].Code
 		}
@@ -301,7 +304,9 @@ func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Resul
 	if msg == "" {
 		msg = strings.TrimSpace(string(raw[:min(len(raw), 200)]))
 	}
-	return crm.FromStatus(resp.StatusCode, resp.Header, code, msg), false
+	res := crm.FromStatus(resp.StatusCode, resp.Header, code, msg)
+	res.Excerpt = crm.Excerpt(raw)
+	return res, false
 }
 
 func (c *Client) noteQuota(h http.Header) {
