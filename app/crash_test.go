@@ -24,17 +24,7 @@ import (
 // starts it again on the same data dir, and checks that the record is
 // synced exactly once.
 func TestCrashAfterAcceptLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := binary(t)
-	data := t.TempDir()
-	// The emulator lives in the test, so that it outlives the crash.
-	sim, err := app.StartCRMSim("127.0.0.1:0", data, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Stop() })
+	bin, data, sim := binaryAndEmulator(t)
 
 	// HubSpot disabled, so that the record waits in its stream. The pusher
 	// reads its config at start, so a restart makes the setting certain.
@@ -94,9 +84,10 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// TestRetryAfterRestart dead-letters a record, restarts recordsync, and
-// retries it: the dead letter and the status survive the restart.
-func TestRetryAfterRestart(t *testing.T) {
+// binaryAndEmulator returns the built binary, a data dir, and a CRM
+// emulator that lives in the test, so that it outlives the processes.
+func binaryAndEmulator(t *testing.T) (string, string, *app.CRMSim) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -107,6 +98,13 @@ func TestRetryAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Stop() })
+	return bin, data, sim
+}
+
+// TestRetryAfterRestart dead-letters a record, restarts recordsync, and
+// retries it: the dead letter and the status survive the restart.
+func TestRetryAfterRestart(t *testing.T) {
+	bin, data, sim := binaryAndEmulator(t)
 
 	first := startProcess(t, bin, data, sim.Addr)
 	if r := first.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "max_attempts": 1}); r.Status != 200 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -83,11 +84,7 @@ func (s *Store) Get(target string) (Target, bool) {
 func (s *Store) Problems() map[string]string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make(map[string]string, len(s.bad))
-	for k, v := range s.bad {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.bad)
 }
 
 // Load reads the current overrides once. Watch does the same and then
@@ -243,11 +240,7 @@ func (s *Store) followCircuit(e jetstream.KeyValueEntry) {
 func (s *Store) Circuits() map[string]Circuit {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make(map[string]Circuit, len(s.circuits))
-	for k, v := range s.circuits {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.circuits)
 }
 
 // ReportCircuit stores the circuit state of a target for every process to

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 
@@ -75,11 +76,7 @@ func (s *Store) Get(target, objectType string) *Compiled {
 func (s *Store) Problems() map[string]string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make(map[string]string, len(s.problems))
-	for k, v := range s.problems {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.problems)
 }
 
 func (s *Store) schema(target, objectType string) (Schema, error) {
