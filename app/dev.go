@@ -122,7 +122,9 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return RunRules(gctx, meshes["rules"]) })
-	g.Go(func() error { return RunPusher(gctx, meshes["pusher"]) })
+	for range env.DevPushers {
+		g.Go(func() error { return RunPusher(gctx, meshes["pusher"]) })
+	}
 	g.Go(func() error { return RunStatus(gctx, meshes["status"]) })
 	g.Go(func() error {
 		return RunIngest(gctx, meshes["ingest"], env, ln, func() {

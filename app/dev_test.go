@@ -42,7 +42,7 @@ func startDev(t *testing.T, opts ...func(*app.Env)) *devStack {
 	env := app.Env{
 		HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", CRMSimAddr: "127.0.0.1:0",
 		DataDir: t.TempDir(), APIKeys: []string{syncKey}, AdminKeys: []string{adminKey},
-		CRMSim: true, Profile: "fast", LogLevel: "warn",
+		CRMSim: true, Profile: "fast", LogLevel: "warn", DevPushers: 1,
 	}
 	env.CRMCredentials = filepath.Join(env.DataDir, "crmsim", "credentials.json")
 	for _, o := range opts {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,12 @@ type Env struct {
 	// Tracing, when set, replaces the tracer provider built from the
 	// OTEL_* variables (tests record spans in memory with it).
 	Tracing trace.TracerProvider
+	// DevPushers is how many pusher instances dev runs (RECORDSYNC_DEV_PUSHERS,
+	// default 1; 0 to run pushers as separate processes against dev's NATS).
+	DevPushers int
+	// CRMTimeout bounds each CRM request (RECORDSYNC_CRM_TIMEOUT, default
+	// 30s).
+	CRMTimeout time.Duration
 	// CircuitOpenFor is how long a target's circuit stays open before a
 	// probe (RECORDSYNC_CIRCUIT_OPEN_FOR, default 30s).
 	CircuitOpenFor time.Duration
@@ -82,6 +89,11 @@ func LoadEnv(getenv func(string) string) Env {
 	e.PushAckWait, _ = time.ParseDuration(getenv("RECORDSYNC_PUSH_ACK_WAIT"))
 	e.StatusTTL, _ = time.ParseDuration(getenv("RECORDSYNC_STATUS_TTL"))
 	e.CircuitOpenFor, _ = time.ParseDuration(getenv("RECORDSYNC_CIRCUIT_OPEN_FOR"))
+	e.CRMTimeout, _ = time.ParseDuration(getenv("RECORDSYNC_CRM_TIMEOUT"))
+	e.DevPushers = 1
+	if n, err := strconv.Atoi(getenv("RECORDSYNC_DEV_PUSHERS")); err == nil && n >= 0 {
+		e.DevPushers = n
+	}
 	e.CRMCredentials = get("RECORDSYNC_CRM_CREDENTIALS", filepath.Join(e.DataDir, "crmsim", "credentials.json"))
 	return e
 }

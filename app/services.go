@@ -55,7 +55,11 @@ func Registry(env Env, needCreds bool) (*crm.Registry, error) {
 		return nil, errors.New("hubspot: no token (RECORDSYNC_HUBSPOT_TOKEN or hubspot.token in RECORDSYNC_CRM_CREDENTIALS)")
 	}
 	r := crm.NewRegistry()
-	if err := r.Register(hubspot.New(token, 30*time.Second)); err != nil {
+	timeout := env.CRMTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	if err := r.Register(hubspot.New(token, timeout)); err != nil {
 		return nil, err
 	}
 	return r, nil

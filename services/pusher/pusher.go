@@ -57,6 +57,7 @@ type Worker struct {
 	waits    metric.Float64Histogram
 	tracer   trace.Tracer
 	breaker  *breaker
+	shared   *sharedLimit
 }
 
 // Options tunes a Worker; zero values take the defaults.
@@ -77,7 +78,7 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 		o.AckWait = DefaultAckWait
 	}
 	w := &Worker{ackWait: o.AckWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
-		tracer: telemetry.Tracer(o.Tracing, "pusher"), breaker: newBreaker(c.Name(), o.OpenFor)}
+		tracer: telemetry.Tracer(o.Tracing, "pusher"), breaker: newBreaker(c.Name(), o.OpenFor), shared: &sharedLimit{js: js, target: c.Name()}}
 	m := telemetry.Or(o.Meter)
 	var err error
 	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
@@ -368,6 +369,13 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 		target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
 		w.batches.Record(ctx, int64(len(batch)), target)
 		w.duration.Record(ctx, took.Seconds(), target)
+		if qr, ok := w.crm.(crm.QuotaReporter); ok {
+			// The CRM's own count says its window is used up: wait a tenth
+			// of it before the next request instead of drawing a 429.
+			if q := qr.Quota(); q.Known && q.Remaining <= 0 {
+				w.blockedUntil = maxTime(w.blockedUntil, w.now().Add(q.Window/10))
+			}
+		}
 		for i, j := range chunk {
 			res := results[i]
 			if res.Class == crm.RateLimited {
@@ -436,7 +444,8 @@ func chunks(recs []crm.Record, size int) [][]int {
 	return out
 }
 
-// waitTurn waits for the rate limiter and for any Retry-After the CRM gave.
+// waitTurn waits for the rate limit (this process's, then all pushers'
+// together) and for any Retry-After the CRM gave.
 func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 	if w.limiter == nil || w.limit != tc.RateLimitPerMinute {
 		perSec := rate.Limit(float64(tc.RateLimitPerMinute) / 60)
@@ -451,7 +460,12 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 		w.log.Warn("rate_limited_pause", "wait_ms", d.Milliseconds())
 		mesh.Sleep(ctx, d)
 	}
-	return w.limiter.Wait(ctx)
+	// The local limiter spreads this process's requests evenly; the shared
+	// permit keeps all pushers of the target within the limit together.
+	if err := w.limiter.Wait(ctx); err != nil {
+		return err
+	}
+	return w.shared.wait(ctx, tc.RateLimitPerMinute)
 }
 
 // settle turns the result of one pushed item into its status change and,

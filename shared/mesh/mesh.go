@@ -13,6 +13,7 @@
 package mesh
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/recordsync/record-sync/shared/event"
@@ -43,6 +44,12 @@ func SubjectStatus(source string) string { return "sync.status." + source }
 // the increments published on it.
 func SubjectStats(target, count string) string { return "sync.stats." + target + "." + count }
 
+// SubjectRate is the counter of CRM requests of target in time window
+// number window: pushers take a permit by incrementing it.
+func SubjectRate(target string, window int64) string {
+	return "sync.ratelimit." + target + "." + strconv.FormatInt(window, 10)
+}
+
 // SubjectDLQ is the subject of a record's dead letters for one target; the
 // last message on it is what a manual retry re-enqueues. recordKey is
 // status.Key of the record id.
@@ -56,6 +63,7 @@ const (
 	StreamRejected = "SYNC_REJECTED"
 	StreamDLQ      = "SYNC_DLQ"
 	StreamStats    = "SYNC_STATS"
+	StreamRate     = "SYNC_RATELIMIT"
 )
 
 // Durable consumer names.

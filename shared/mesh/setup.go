@@ -100,6 +100,17 @@ func Streams(o Options) []jetstream.StreamConfig {
 			AllowMsgCounter:   true,
 			Replicas:          o.Replicas,
 		},
+		{
+			Name:              StreamRate,
+			Description:       "CRM requests per target and time window, counted by every pusher, so that together they keep to the target's rate limit.",
+			Subjects:          []string{"sync.ratelimit.>"},
+			Retention:         jetstream.LimitsPolicy,
+			Storage:           jetstream.MemoryStorage,
+			MaxMsgsPerSubject: 1,
+			MaxAge:            2 * time.Minute,
+			AllowMsgCounter:   true,
+			Replicas:          o.Replicas,
+		},
 	}
 }
 

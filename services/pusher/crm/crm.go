@@ -72,6 +72,13 @@ type Result struct {
 	Whole bool
 }
 
+// QuotaReporter is implemented by plugins that read the CRM's quota
+// headers, so that the pusher slows down before the CRM refuses.
+type QuotaReporter interface {
+	// Quota is what the last response said of the CRM's limit.
+	Quota() Quota
+}
+
 // Quota is what the CRM said about its limit in the last response.
 type Quota struct {
 	Remaining int

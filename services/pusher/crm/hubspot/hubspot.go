@@ -61,7 +61,10 @@ type Client struct {
 	quota crm.Quota
 }
 
-var _ crm.CRM = (*Client)(nil)
+var (
+	_ crm.CRM           = (*Client)(nil)
+	_ crm.QuotaReporter = (*Client)(nil)
+)
 
 // New returns a plugin authenticating with a private app token.
 func New(token string, timeout time.Duration) *Client {
