@@ -133,4 +133,11 @@ func TestFaultyCRM(t *testing.T) {
 		}
 	}
 	t.Logf("emulator saw %v", stats.Body["requests_by_status"])
+	r := s.call("GET", "/v1/sync/stats", syncKey, nil)
+	hs := r.Body["targets"].(map[string]any)["hubspot"].(map[string]any)
+	states := hs["states"].(map[string]any)
+	if hs["accepted"] != float64(total) || states["synced"] != valid || states["failed"] != float64(total/invalidEvery) ||
+		hs["superseded"] != 0.0 || hs["in_flight"] != 0.0 {
+		t.Fatalf("stats after the faulty run: %s", r.Raw)
+	}
 }

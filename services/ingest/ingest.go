@@ -93,14 +93,15 @@ type Deps struct {
 
 // Service is the HTTP edge.
 type Service struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	keys    *keyring
-	backlog *backlog
-	api     huma.API
-	mux     *http.ServeMux
-	now     func() time.Time
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	keys     *keyring
+	backlog  *backlog
+	api      huma.API
+	mux      *http.ServeMux
+	now      func() time.Time
+	accepted metric.Int64Counter
 }
 
 // New builds the edge and its routes.
@@ -135,6 +136,10 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 	s.api.UseMiddleware(traceMiddleware(telemetry.Tracer(deps.Tracing, "ingest")), mw, authMiddleware(s.api, s.keys))
 	s.register()
 	if err := s.backlog.observe(telemetry.Or(deps.Meter)); err != nil {
+		return nil, err
+	}
+	if s.accepted, err = telemetry.Or(deps.Meter).Int64Counter("recordsync_events_accepted",
+		metric.WithDescription("Events accepted (202) by the HTTP edge, duplicates included, by endpoint")); err != nil {
 		return nil, err
 	}
 	if deps.Metrics != nil {

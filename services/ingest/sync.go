@@ -14,6 +14,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
@@ -98,6 +100,7 @@ func (s *Service) syncOne(ctx context.Context, in *syncInput) (*syncOutput, erro
 	if err != nil {
 		return nil, err
 	}
+	s.accepted.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", "single")))
 	return &syncOutput{Body: Accepted{RecordID: ev.RecordID, EventID: ev.EventID, Status: "accepted", Duplicate: ack.Duplicate, StatusURL: s.statusURL(ev.RecordID)}}, nil
 }
 
@@ -191,6 +194,7 @@ func (s *Service) syncBatch(ctx context.Context, in *batchInput) (*batchOutput, 
 		if err != nil {
 			return nil, err
 		}
+		s.accepted.Add(ctx, int64(len(ok)), metric.WithAttributes(attribute.String("endpoint", "batch")))
 		for j, i := range okIdx {
 			results[i].EventID = ok[j].EventID
 			results[i].Status = "accepted"

@@ -51,6 +51,7 @@ type Worker struct {
 	blockedUntil time.Time
 
 	results  metric.Int64Counter
+	retries  metric.Int64Counter
 	dead     metric.Int64Counter
 	batches  metric.Int64Histogram
 	duration metric.Float64Histogram
@@ -82,6 +83,9 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 	m := telemetry.Or(o.Meter)
 	var err error
 	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
+		return nil, err
+	}
+	if w.retries, err = m.Int64Counter("recordsync_retries", metric.WithDescription("Events scheduled for another push attempt, by target and class")); err != nil {
 		return nil, err
 	}
 	if w.dead, err = m.Int64Counter("recordsync_dead_letters", metric.WithDescription("Events dead-lettered by target and class")); err != nil {
@@ -365,7 +369,11 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 			sp.AddLink(trace.Link{SpanContext: pspan.SpanContext()})
 			sp.End()
 		}
-		w.log.Info("crm_push", "records", len(batch), "duration_ms", took.Milliseconds(), "trace_id", pspan.SpanContext().TraceID().String())
+		ids := make([]string, len(batch))
+		for i, r := range batch {
+			ids[i] = r.Event.RecordID
+		}
+		w.log.Info("crm_push", "records", len(batch), "record_ids", ids, "duration_ms", took.Milliseconds(), "trace_id", pspan.SpanContext().TraceID().String())
 		target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
 		w.batches.Record(ctx, int64(len(batch)), target)
 		w.duration.Record(ctx, took.Seconds(), target)
@@ -501,6 +509,7 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 		}
 		r.Items = append(r.Items, it)
 		out.retryAt[p.msg] = maxTime(out.retryAt[p.msg], w.now().Add(delay))
+		w.retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", w.crm.Name()), attribute.String("class", e.Class)))
 		w.log.Warn("push_retry", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code,
 			"retry_in", delay.String(), "trace_id", c.TraceID)
 		out.changes = append(out.changes, c)
