@@ -62,7 +62,7 @@ func TestRecordEndToEnd(t *testing.T) {
 	metrics := string(s.call("GET", "/metrics", "", nil).Raw)
 	for _, want := range []string{
 		`recordsync_http_requests_total{operation="sync-event",status="202"}`,
-		`recordsync_events_accepted_total{endpoint="single"} 1`,
+		`recordsync_events_accepted_total{endpoint="single"} 2`,
 		`recordsync_rule_decisions_total{action="pass",rule_id="",target="hubspot"}`,
 		`recordsync_push_results_total{class="ok",code="",target="hubspot"}`,
 		`recordsync_push_batch_size_bucket{target="hubspot",le="1"}`,
