@@ -14,6 +14,7 @@ import (
 
 	"github.com/recordsync/record-sync/crmsim"
 	"github.com/recordsync/record-sync/crmsim/hubspot"
+	"github.com/recordsync/record-sync/crmsim/salesforce"
 	"github.com/recordsync/record-sync/shared/natsrv"
 )
 
@@ -30,11 +31,15 @@ type CRMSim struct {
 // restart keeps them.
 func StartCRMSim(addr, dataDir string, log *slog.Logger) (*CRMSim, error) {
 	dir := filepath.Join(dataDir, "crmsim")
-	token, err := hubspotToken(filepath.Join(dir, "credentials.json"))
+	creds, err := simCredentials(filepath.Join(dir, "credentials.json"))
 	if err != nil {
 		return nil, err
 	}
-	sim, err := crmsim.NewServer(hubspot.New(token))
+	sf, err := salesforce.New(creds.Salesforce)
+	if err != nil {
+		return nil, err
+	}
+	sim, err := crmsim.NewServer(hubspot.New(creds.HubSpot.Token), sf)
 	if err != nil {
 		return nil, err
 	}
@@ -64,22 +69,32 @@ func (c *CRMSim) Stop() error {
 	return err
 }
 
-// hubspotToken returns the token stored in path, or a new one.
-func hubspotToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "pat-na1-" + natsrv.RandomSecret(), nil
-	}
-	if err != nil {
-		return "", err
-	}
+// simCredentials returns the sandbox credentials stored in path, and new
+// ones for the CRMs that have none yet, so that a restart keeps them.
+func simCredentials(path string) (struct {
+	HubSpot    hubspot.Credentials    `json:"hubspot"`
+	Salesforce salesforce.Credentials `json:"salesforce"`
+}, error) {
 	var creds struct {
-		HubSpot hubspot.Credentials `json:"hubspot"`
+		HubSpot    hubspot.Credentials    `json:"hubspot"`
+		Salesforce salesforce.Credentials `json:"salesforce"`
 	}
-	if err := json.Unmarshal(b, &creds); err != nil || creds.HubSpot.Token == "" {
-		return "pat-na1-" + natsrv.RandomSecret(), nil
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return creds, err
 	}
-	return creds.HubSpot.Token, nil
+	if err == nil {
+		_ = json.Unmarshal(b, &creds) // a damaged file is replaced
+	}
+	if creds.HubSpot.Token == "" {
+		creds.HubSpot.Token = "pat-na1-" + natsrv.RandomSecret()
+	}
+	if creds.Salesforce.PrivateKey == "" {
+		if creds.Salesforce, err = salesforce.NewCredentials(); err != nil {
+			return creds, err
+		}
+	}
+	return creds, nil
 }
 
 // RunCRMSim serves the emulator until ctx ends.

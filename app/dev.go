@@ -106,10 +106,13 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 			return err
 		}
 		conns[user] = nc
-		reg, err := Registry(env, user == "pusher")
+		reg, missing, err := Registry(env, user == "pusher")
 		if err != nil {
 			_ = ln.Close()
 			return err
+		}
+		for _, name := range missing {
+			log.Warn("crm_without_credentials", "target", name, "detail", "no pusher for this target: its work waits in SYNC_PUSH")
 		}
 		m, err := OpenMesh(ctx, nc, user, env, reg, metrics, log)
 		if err != nil {

@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -255,4 +257,48 @@ func contact(recordID, email string, extra map[string]any) map[string]any {
 		data[k] = v
 	}
 	return map[string]any{"record_id": recordID, "operation": "create", "data": data}
+}
+
+// salesforce calls the emulated Salesforce with a token from its JWT
+// bearer flow, as any client given credentials.json would.
+func (s *devStack) salesforce(method, path string) response {
+	s.t.Helper()
+	b, err := os.ReadFile(s.info.Credentials)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var creds struct {
+		Salesforce struct {
+			ConsumerKey string `json:"consumer_key"`
+			Username    string `json:"username"`
+			PrivateKey  string `json:"private_key"`
+			Audience    string `json:"audience"`
+		} `json:"salesforce"`
+	}
+	if err := json.Unmarshal(b, &creds); err != nil {
+		s.t.Fatal(err)
+	}
+	key, err := jwt.ParseRSAPrivateKeyFromPEM([]byte(creds.Salesforce.PrivateKey))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	assertion, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": creds.Salesforce.ConsumerKey, "sub": creds.Salesforce.Username,
+		"aud": creds.Salesforce.Audience, "exp": time.Now().Add(time.Minute).Unix()}).SignedString(key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp, err := http.PostForm(s.info.CRMSimURL+"/salesforce/services/oauth2/token", url.Values{
+		"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		InstanceURL string `json:"instance_url"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		s.t.Fatalf("token: %v %d", err, resp.StatusCode)
+	}
+	return call(s.t, method, tok.InstanceURL+path, "", nil, "Authorization", "Bearer "+tok.AccessToken)
 }

@@ -433,3 +433,53 @@ func TestStatsAddUp(t *testing.T) {
 		waitTick(50 * time.Millisecond)
 	}
 }
+
+// TestTwoTargets sends one record to HubSpot and Salesforce: each CRM gets
+// it in its own shape (HubSpot by email, Salesforce by external id through
+// the JWT bearer flow), and its status is per target.
+func TestTwoTargets(t *testing.T) {
+	s := startDev(t)
+	ev := contact("tt-1", "tt1@example.com", map[string]any{"first_name": "Grace", "last_name": "Hopper"})
+	ev["targets"] = []string{"hubspot", "salesforce"}
+	if r := s.call("POST", "/v1/sync/", syncKey, ev); r.Status != 202 {
+		t.Fatalf("POST: %d %s", r.Status, r.Raw)
+	}
+	hs := s.waitState("tt-1", "hubspot", status.StateSynced)
+	sf := s.waitState("tt-1", "salesforce", status.StateSynced)
+	if hs.CRMID == nil || sf.CRMID == nil || *hs.CRMID == *sf.CRMID {
+		t.Fatalf("CRM ids: hubspot %v, salesforce %v", hs.CRMID, sf.CRMID)
+	}
+	sfRead := s.salesforce("GET", "/services/data/v60.0/sobjects/Contact/RecordSync_Id__c/tt-1")
+	if sfRead.Status != 200 || sfRead.Body["LastName"] != "Hopper" || sfRead.Body["Email"] != "tt1@example.com" || sfRead.Body["Id"] != *sf.CRMID {
+		t.Fatalf("contact in Salesforce: %d %s", sfRead.Status, sfRead.Raw)
+	}
+}
+
+// TestOneCRMDownDoesNotSlowTheOthers: with HubSpot down, records for
+// Salesforce keep syncing; HubSpot's sync once it is back.
+func TestOneCRMDownDoesNotSlowTheOthers(t *testing.T) {
+	s := startDev(t)
+	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "max_attempts": 100, "backoff": []string{"200ms"}}); r.Status != 200 {
+		t.Fatalf("override: %d %s", r.Status, r.Raw)
+	}
+	s.sim("PUT", "/faults", map[string]any{"down": true})
+	var events []any
+	for i := range 20 {
+		ev := contact(fmt.Sprintf("dn-%d", i), fmt.Sprintf("dn%d@example.com", i), map[string]any{"last_name": "L"})
+		ev["targets"] = []string{"hubspot", "salesforce"}
+		events = append(events, ev)
+	}
+	if r := s.call("POST", "/v1/sync/batch", syncKey, map[string]any{"events": events}); r.Status != 202 {
+		t.Fatalf("batch: %d %s", r.Status, r.Raw)
+	}
+	for i := range 20 {
+		s.waitState(fmt.Sprintf("dn-%d", i), "salesforce", status.StateSynced)
+	}
+	if r := s.call("GET", "/v1/sync/status/dn-0", syncKey, nil); strings.Contains(string(r.Raw), `"hubspot":{"state":"synced"`) {
+		t.Fatalf("hubspot synced while down: %s", r.Raw)
+	}
+	s.sim("PUT", "/faults", map[string]any{})
+	for i := range 20 {
+		s.waitState(fmt.Sprintf("dn-%d", i), "hubspot", status.StateSynced)
+	}
+}

@@ -56,7 +56,7 @@ func TestTwoPushersShareTheLimit(t *testing.T) {
 func (s *devStack) runPusher() *telemetry.Metrics {
 	s.t.Helper()
 	env := app.Env{CRMSimAddr: strings.TrimPrefix(s.info.CRMSimURL, "http://"), CRMCredentials: s.info.Credentials}
-	reg, err := app.Registry(env, true)
+	reg, _, err := app.Registry(env, true)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -3,13 +3,13 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -22,6 +22,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher"
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/services/pusher/crm/hubspot"
+	"github.com/recordsync/record-sync/services/pusher/crm/salesforce"
 	rulesvc "github.com/recordsync/record-sync/services/rules"
 	statussvc "github.com/recordsync/record-sync/services/status"
 	"github.com/recordsync/record-sync/shared/config"
@@ -33,36 +34,64 @@ import (
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
-// Registry builds the CRM plugins. With needCreds, a plugin without
-// credentials is an error (the pusher needs them; the other services only
-// use names, limits and transforms).
-func Registry(env Env, needCreds bool) (*crm.Registry, error) {
-	token := env.HubSpotToken
-	if token == "" {
-		var creds struct {
-			HubSpot struct {
-				Token string `json:"token"`
-			} `json:"hubspot"`
-		}
-		if b, err := os.ReadFile(env.CRMCredentials); err == nil {
-			if err := json.Unmarshal(b, &creds); err != nil {
-				return nil, fmt.Errorf("crm credentials %s: %w", env.CRMCredentials, err)
-			}
-			token = creds.HubSpot.Token
+// credentials is the credentials file the emulator writes, and that a
+// deployment can provide the same way (RECORDSYNC_CRM_CREDENTIALS).
+type credentials struct {
+	HubSpot struct {
+		Token string `json:"token"`
+	} `json:"hubspot"`
+	Salesforce struct {
+		ConsumerKey string `json:"consumer_key"`
+		Username    string `json:"username"`
+		PrivateKey  string `json:"private_key"`
+		Audience    string `json:"audience"`
+		LoginURL    string `json:"login_url"`
+	} `json:"salesforce"`
+}
+
+// Registry builds the CRM plugins. With needCreds (the pusher), a plugin
+// without credentials is left out and named in the returned list, so its
+// work waits in its stream; the other services register every plugin, as
+// they only use names, limits and schemas.
+func Registry(env Env, needCreds bool) (*crm.Registry, []string, error) {
+	var creds credentials
+	if b, err := os.ReadFile(env.CRMCredentials); err == nil {
+		if err := json.Unmarshal(b, &creds); err != nil {
+			return nil, nil, fmt.Errorf("crm credentials %s: %w", env.CRMCredentials, err)
 		}
 	}
-	if needCreds && token == "" {
-		return nil, errors.New("hubspot: no token (RECORDSYNC_HUBSPOT_TOKEN or hubspot.token in RECORDSYNC_CRM_CREDENTIALS)")
+	if env.HubSpotToken != "" {
+		creds.HubSpot.Token = env.HubSpotToken
 	}
-	r := crm.NewRegistry()
 	timeout := env.CRMTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	if err := r.Register(hubspot.New(token, timeout)); err != nil {
-		return nil, err
+	r := crm.NewRegistry()
+	var missing []string
+	add := func(c crm.CRM, have bool) error {
+		if needCreds && !have {
+			missing = append(missing, c.Name())
+			return nil
+		}
+		return r.Register(c)
 	}
-	return r, nil
+	if err := add(hubspot.New(creds.HubSpot.Token, timeout), creds.HubSpot.Token != ""); err != nil {
+		return nil, nil, err
+	}
+	sf := salesforce.Credentials{ConsumerKey: creds.Salesforce.ConsumerKey, Username: creds.Salesforce.Username,
+		Audience: creds.Salesforce.Audience, LoginURL: creds.Salesforce.LoginURL}
+	if creds.Salesforce.PrivateKey != "" {
+		key, err := jwt.ParseRSAPrivateKeyFromPEM([]byte(creds.Salesforce.PrivateKey))
+		if err != nil {
+			return nil, nil, fmt.Errorf("salesforce private key: %w", err)
+		}
+		sf.Key = key
+	}
+	if err := add(salesforce.New(sf, timeout), sf.Key != nil && sf.ConsumerKey != ""); err != nil {
+		return nil, nil, err
+	}
+	return r, missing, nil
 }
 
 // Mesh is what every service shares: its JetStream handle, the stores over

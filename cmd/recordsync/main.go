@@ -106,9 +106,12 @@ func runService(ctx context.Context, name string, env app.Env, log *slog.Logger)
 		return err
 	}
 	defer func() { _ = nc.Drain() }()
-	reg, err := app.Registry(env, name == "pusher")
+	reg, missing, err := app.Registry(env, name == "pusher")
 	if err != nil {
 		return err
+	}
+	for _, t := range missing {
+		log.Warn("crm_without_credentials", "target", t, "detail", "no pusher for this target: its work waits in SYNC_PUSH")
 	}
 	metrics, err := telemetry.NewMetrics()
 	if err != nil {

@@ -1,0 +1,369 @@
+// Package salesforce emulates the parts of Salesforce's REST API a sync
+// needs: the OAuth 2.0 JWT bearer token flow (RS256 signature, issuer,
+// subject, audience and expiry checked), sObject Collections upserts by an
+// external id field (up to 200 records, a result per record), single
+// reads and deletes by external id, Salesforce's error arrays, the
+// Sforce-Limit-Info header and REQUEST_LIMIT_EXCEEDED past the quota.
+package salesforce
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/recordsync/record-sync/crmsim"
+)
+
+// MaxBatch is the most records of one sObject Collections request.
+const MaxBatch = 200
+
+// ExternalID is the external id field the emulated org has on Contact and
+// Lead.
+const ExternalID = "RecordSync_Id__c"
+
+// APIVersion is the REST API version the emulator serves.
+const APIVersion = "v60.0"
+
+var fields = map[string][]string{
+	"Contact": {"FirstName", "LastName", "Email", "Phone", "MobilePhone", "Title", "AccountId", ExternalID},
+	"Lead":    {"FirstName", "LastName", "Company", "Email", "Phone", "Title", "Status", ExternalID},
+}
+
+var required = map[string][]string{"Contact": {"LastName"}, "Lead": {"LastName", "Company"}}
+
+// Credentials are what a JWT bearer client needs.
+type Credentials struct {
+	ConsumerKey string `json:"consumer_key"`
+	Username    string `json:"username"`
+	PrivateKey  string `json:"private_key" doc:"PEM, PKCS#1"`
+	Audience    string `json:"audience"`
+}
+
+type record struct {
+	ID     string
+	Type   string
+	Fields map[string]any
+}
+
+// CRM is the emulated Salesforce org.
+type CRM struct {
+	sim   *crmsim.Sim
+	creds Credentials
+	pub   *rsa.PublicKey
+
+	mu       sync.Mutex
+	tokens   map[string]time.Time // access token -> expiry
+	tokenTTL time.Duration
+	byID     map[string]*record
+	byExt    map[string]string // type + "/" + external id -> id
+	next     int
+}
+
+var _ crmsim.CRM = (*CRM)(nil)
+
+// New returns an empty org that trusts creds' key pair.
+func New(creds Credentials) (*CRM, error) {
+	block, _ := pem.Decode([]byte(creds.PrivateKey))
+	if block == nil {
+		return nil, fmt.Errorf("salesforce: private key is not PEM")
+	}
+	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce: private key: %w", err)
+	}
+	c := &CRM{sim: crmsim.NewSim(1000, time.Minute), creds: creds, pub: &key.PublicKey, tokenTTL: 2 * time.Hour}
+	c.Reset()
+	return c, nil
+}
+
+// NewCredentials generates a sandbox key pair and identity.
+func NewCredentials() (Credentials, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return Credentials{}, err
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return Credentials{ConsumerKey: "3MVG9sim" + hex.EncodeToString(b[:]), Username: "integration@recordsync.sandbox",
+		PrivateKey: string(pemKey), Audience: "https://test.salesforce.com"}, nil
+}
+
+// Name implements crmsim.CRM.
+func (c *CRM) Name() string { return "salesforce" }
+
+// Sim implements crmsim.CRM.
+func (c *CRM) Sim() *crmsim.Sim { return c.sim }
+
+// Credentials implements crmsim.CRM.
+func (c *CRM) Credentials() any { return c.creds }
+
+// SetTokenTTL sets how long access tokens live (to test renewal).
+func (c *CRM) SetTokenTTL(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokenTTL = d
+}
+
+// Reset implements crmsim.CRM.
+func (c *CRM) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens, c.byID, c.byExt, c.next = map[string]time.Time{}, map[string]*record{}, map[string]string{}, 1
+}
+
+// Stored implements crmsim.CRM.
+func (c *CRM) Stored() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.byID)
+}
+
+// Register implements crmsim.CRM.
+func (c *CRM) Register(mux *http.ServeMux, prefix string) {
+	mux.HandleFunc("POST "+prefix+"/services/oauth2/token", c.token)
+	base := prefix + "/services/data/" + APIVersion
+	mux.Handle("PATCH "+base+"/composite/sobjects/{type}/{field}", c.guard(c.upsert))
+	mux.Handle("GET "+base+"/sobjects/{type}/{field}/{value}", c.guard(c.get))
+	mux.Handle("DELETE "+base+"/sobjects/{type}/{field}/{value}", c.guard(c.deleteByExt))
+}
+
+// apiError is one entry of Salesforce's error array.
+type apiError struct {
+	Message   string   `json:"message"`
+	ErrorCode string   `json:"errorCode"`
+	Fields    []string `json:"fields,omitempty"`
+}
+
+func writeErrs(w http.ResponseWriter, status int, code, msg string) {
+	crmsim.WriteJSON(w, status, "application/json;charset=UTF-8", []apiError{{Message: msg, ErrorCode: code}})
+}
+
+func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
+	fail := func(desc string) {
+		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json;charset=UTF-8", map[string]string{"error": "invalid_grant", "error_description": desc})
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json;charset=UTF-8", map[string]string{"error": "unsupported_grant_type", "error_description": "grant type not supported"})
+		return
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(r.PostForm.Get("assertion"), claims, func(*jwt.Token) (any, error) { return c.pub, nil },
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithExpirationRequired(), jwt.WithIssuer(c.creds.ConsumerKey),
+		jwt.WithAudience("https://login.salesforce.com", "https://test.salesforce.com"))
+	switch {
+	case err != nil && strings.Contains(err.Error(), "aud"):
+		fail("audience is invalid")
+		return
+	case err != nil && strings.Contains(err.Error(), "iss"):
+		fail("invalid client credentials")
+		return
+	case err != nil:
+		fail("invalid assertion: " + err.Error())
+		return
+	}
+	if exp, _ := claims.GetExpirationTime(); exp != nil && time.Until(exp.Time) > 3*time.Minute+5*time.Second {
+		fail("expired access/refresh token: the assertion must expire within 3 minutes")
+		return
+	}
+	sub, _ := claims["sub"].(string)
+	if prn, ok := claims["prn"].(string); ok {
+		sub = prn
+	}
+	if subtle.ConstantTimeCompare([]byte(sub), []byte(c.creds.Username)) != 1 {
+		fail("user hasn't approved this consumer")
+		return
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	tok := "00Dsim!" + hex.EncodeToString(b[:])
+	c.mu.Lock()
+	c.tokens[tok] = time.Now().Add(c.tokenTTL)
+	c.mu.Unlock()
+	scheme := "http://"
+	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", map[string]string{
+		"access_token": tok, "scope": "api", "instance_url": scheme + r.Host + "/salesforce",
+		"id": scheme + r.Host + "/salesforce/id/00Dsim/005sim", "token_type": "Bearer", "issued_at": fmt.Sprint(time.Now().UnixMilli()),
+	})
+}
+
+// guard checks the session, the quota and the faults before h, and sets
+// Sforce-Limit-Info on every answer.
+func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool, partial float64)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		c.mu.Lock()
+		exp, ok := c.tokens[tok]
+		c.mu.Unlock()
+		if !ok || time.Now().After(exp) {
+			writeErrs(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
+			return
+		}
+		a := c.sim.Admit()
+		if a.Verdict == crmsim.Down {
+			crmsim.Refuse(w)
+			return
+		}
+		c.sim.Latency(r)
+		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", a.Quota.Limit-a.Quota.Remaining, a.Quota.Limit))
+		switch a.Verdict {
+		case crmsim.Limited:
+			writeErrs(w, http.StatusForbidden, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+			return
+		case crmsim.Fail5xx:
+			writeErrs(w, http.StatusServiceUnavailable, "SERVER_UNAVAILABLE", "Server is unavailable; please try again.")
+			return
+		}
+		h(w, r, a.Timeout, a.Partial)
+	})
+}
+
+type itemResult struct {
+	ID      *string    `json:"id"`
+	Success bool       `json:"success"`
+	Errors  []apiError `json:"errors"`
+	Created bool       `json:"created,omitempty"`
+}
+
+func (c *CRM) upsert(w http.ResponseWriter, r *http.Request, timeout bool, partial float64) {
+	typ, field := r.PathValue("type"), r.PathValue("field")
+	known, ok := fields[typ]
+	if !ok {
+		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+		return
+	}
+	if field != ExternalID {
+		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+field)
+		return
+	}
+	var req struct {
+		AllOrNone bool             `json:"allOrNone"`
+		Records   []map[string]any `json:"records"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeErrs(w, http.StatusBadRequest, "JSON_PARSER_ERROR", err.Error())
+		return
+	}
+	if len(req.Records) == 0 || len(req.Records) > MaxBatch {
+		writeErrs(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("Maximum number of records allowed is %d; got %d", MaxBatch, len(req.Records)))
+		return
+	}
+	out := make([]itemResult, len(req.Records))
+	c.mu.Lock()
+	for i, rec := range req.Records {
+		out[i] = c.upsertLocked(typ, known, rec, partial)
+	}
+	c.mu.Unlock()
+	if timeout {
+		crmsim.Hang(r)
+		return
+	}
+	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", out)
+}
+
+func (c *CRM) upsertLocked(typ string, known []string, rec map[string]any, partial float64) itemResult {
+	fail := func(code, msg string, f ...string) itemResult {
+		return itemResult{Errors: []apiError{{ErrorCode: code, Message: msg, Fields: f}}}
+	}
+	attrs, _ := rec["attributes"].(map[string]any)
+	if t, _ := attrs["type"].(string); t != typ {
+		return fail("INVALID_TYPE", "attributes.type must be "+typ)
+	}
+	ext, _ := rec[ExternalID].(string)
+	if ext == "" {
+		return fail("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+ExternalID+"]", ExternalID)
+	}
+	for k := range rec {
+		if k != "attributes" && !slices.Contains(known, k) {
+			return fail("INVALID_FIELD", "No such column '"+k+"' on entity '"+typ+"'", k)
+		}
+	}
+	if c.sim.Roll(partial) {
+		return fail("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")
+	}
+	key := typ + "/" + ext
+	existing, exists := c.byExt[key]
+	if !exists {
+		for _, f := range required[typ] {
+			if v, _ := rec[f].(string); v == "" {
+				return fail("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+f+"]", f)
+			}
+		}
+		id := fmt.Sprintf("003sim%012d", c.next)
+		c.next++
+		stored := &record{ID: id, Type: typ, Fields: map[string]any{}}
+		for k, v := range rec {
+			if k != "attributes" {
+				stored.Fields[k] = v
+			}
+		}
+		c.byID[id], c.byExt[key] = stored, id
+		return itemResult{ID: &id, Success: true, Errors: []apiError{}, Created: true}
+	}
+	stored := c.byID[existing]
+	for k, v := range rec {
+		if k != "attributes" {
+			stored.Fields[k] = v
+		}
+	}
+	return itemResult{ID: &stored.ID, Success: true, Errors: []apiError{}}
+}
+
+func (c *CRM) lookup(w http.ResponseWriter, r *http.Request) (*record, bool) {
+	if r.PathValue("field") != ExternalID {
+		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+		return nil, false
+	}
+	id, ok := c.byExt[r.PathValue("type")+"/"+r.PathValue("value")]
+	if !ok {
+		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+		return nil, false
+	}
+	return c.byID[id], true
+}
+
+func (c *CRM) get(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
+	c.mu.Lock()
+	rec, ok := c.lookup(w, r)
+	var out map[string]any
+	if ok {
+		out = maps.Clone(rec.Fields)
+		out["Id"] = rec.ID
+		out["attributes"] = map[string]string{"type": rec.Type, "url": "/services/data/" + APIVersion + "/sobjects/" + rec.Type + "/" + rec.ID}
+	}
+	c.mu.Unlock()
+	if ok {
+		crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", out)
+	}
+}
+
+func (c *CRM) deleteByExt(w http.ResponseWriter, r *http.Request, timeout bool, _ float64) {
+	c.mu.Lock()
+	rec, ok := c.lookup(w, r)
+	if ok {
+		delete(c.byID, rec.ID)
+		delete(c.byExt, rec.Type+"/"+r.PathValue("value"))
+	}
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	if timeout {
+		crmsim.Hang(r)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
