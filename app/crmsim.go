@@ -14,6 +14,7 @@ import (
 
 	"github.com/recordsync/record-sync/crmsim"
 	"github.com/recordsync/record-sync/crmsim/hubspot"
+	"github.com/recordsync/record-sync/crmsim/outreach"
 	"github.com/recordsync/record-sync/crmsim/salesforce"
 	"github.com/recordsync/record-sync/shared/natsrv"
 )
@@ -39,7 +40,7 @@ func StartCRMSim(addr, dataDir string, log *slog.Logger) (*CRMSim, error) {
 	if err != nil {
 		return nil, err
 	}
-	sim, err := crmsim.NewServer(hubspot.New(creds.HubSpot.Token), sf)
+	sim, err := crmsim.NewServer(hubspot.New(creds.HubSpot.Token), sf, outreach.New(creds.Outreach))
 	if err != nil {
 		return nil, err
 	}
@@ -71,14 +72,8 @@ func (c *CRMSim) Stop() error {
 
 // simCredentials returns the sandbox credentials stored in path, and new
 // ones for the CRMs that have none yet, so that a restart keeps them.
-func simCredentials(path string) (struct {
-	HubSpot    hubspot.Credentials    `json:"hubspot"`
-	Salesforce salesforce.Credentials `json:"salesforce"`
-}, error) {
-	var creds struct {
-		HubSpot    hubspot.Credentials    `json:"hubspot"`
-		Salesforce salesforce.Credentials `json:"salesforce"`
-	}
+func simCredentials(path string) (simCreds, error) {
+	var creds simCreds
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return creds, err
@@ -94,7 +89,17 @@ func simCredentials(path string) (struct {
 			return creds, err
 		}
 	}
+	if creds.Outreach.RefreshToken == "" {
+		creds.Outreach = outreach.NewCredentials()
+	}
 	return creds, nil
+}
+
+// simCreds is the emulator's credentials.json.
+type simCreds struct {
+	HubSpot    hubspot.Credentials    `json:"hubspot"`
+	Salesforce salesforce.Credentials `json:"salesforce"`
+	Outreach   outreach.Credentials   `json:"outreach"`
 }
 
 // RunCRMSim serves the emulator until ctx ends.

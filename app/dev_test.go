@@ -302,3 +302,36 @@ func (s *devStack) salesforce(method, path string) response {
 	}
 	return call(s.t, method, tok.InstanceURL+path, "", nil, "Authorization", "Bearer "+tok.AccessToken)
 }
+
+// outreach calls the emulated Outreach with a token from its refresh-token
+// grant.
+func (s *devStack) outreach(method, path string) response {
+	s.t.Helper()
+	b, err := os.ReadFile(s.info.Credentials)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var creds struct {
+		Outreach struct {
+			ClientID     string `json:"client_id"`
+			ClientSecret string `json:"client_secret"`
+			RefreshToken string `json:"refresh_token"`
+		} `json:"outreach"`
+	}
+	if err := json.Unmarshal(b, &creds); err != nil {
+		s.t.Fatal(err)
+	}
+	resp, err := http.PostForm(s.info.CRMSimURL+"/outreach/oauth/token", url.Values{"grant_type": {"refresh_token"},
+		"client_id": {creds.Outreach.ClientID}, "client_secret": {creds.Outreach.ClientSecret}, "refresh_token": {creds.Outreach.RefreshToken}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		s.t.Fatalf("token: %v %d", err, resp.StatusCode)
+	}
+	return call(s.t, method, s.info.CRMSimURL+"/outreach"+path, "", nil, "Authorization", "Bearer "+tok.AccessToken)
+}

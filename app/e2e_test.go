@@ -434,13 +434,14 @@ func TestStatsAddUp(t *testing.T) {
 	}
 }
 
-// TestTwoTargets sends one record to HubSpot and Salesforce: each CRM gets
-// it in its own shape (HubSpot by email, Salesforce by external id through
-// the JWT bearer flow), and its status is per target.
-func TestTwoTargets(t *testing.T) {
+// TestThreeTargets sends one record to HubSpot, Salesforce and Outreach:
+// each CRM gets it in its own shape (HubSpot upserted by email, Salesforce
+// by external id through the JWT bearer flow, Outreach looked up then
+// created through OAuth refresh), and its status is per target.
+func TestThreeTargets(t *testing.T) {
 	s := startDev(t)
 	ev := contact("tt-1", "tt1@example.com", map[string]any{"first_name": "Grace", "last_name": "Hopper"})
-	ev["targets"] = []string{"hubspot", "salesforce"}
+	ev["targets"] = []string{"hubspot", "salesforce", "outreach"}
 	if r := s.call("POST", "/v1/sync/", syncKey, ev); r.Status != 202 {
 		t.Fatalf("POST: %d %s", r.Status, r.Raw)
 	}
@@ -452,6 +453,13 @@ func TestTwoTargets(t *testing.T) {
 	sfRead := s.salesforce("GET", "/services/data/v60.0/sobjects/Contact/RecordSync_Id__c/tt-1")
 	if sfRead.Status != 200 || sfRead.Body["LastName"] != "Hopper" || sfRead.Body["Email"] != "tt1@example.com" || sfRead.Body["Id"] != *sf.CRMID {
 		t.Fatalf("contact in Salesforce: %d %s", sfRead.Status, sfRead.Raw)
+	}
+	or := s.waitState("tt-1", "outreach", status.StateSynced)
+	p := s.outreach("GET", "/api/v2/prospects?filter[emails]=tt1@example.com")
+	data, _ := p.Body["data"].([]any)
+	if p.Status != 200 || len(data) != 1 || fmt.Sprint(data[0].(map[string]any)["id"]) != *or.CRMID ||
+		data[0].(map[string]any)["attributes"].(map[string]any)["lastName"] != "Hopper" {
+		t.Fatalf("prospect in Outreach: %d %s", p.Status, p.Raw)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher"
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/services/pusher/crm/hubspot"
+	"github.com/recordsync/record-sync/services/pusher/crm/outreach"
 	"github.com/recordsync/record-sync/services/pusher/crm/salesforce"
 	rulesvc "github.com/recordsync/record-sync/services/rules"
 	statussvc "github.com/recordsync/record-sync/services/status"
@@ -47,6 +48,11 @@ type credentials struct {
 		Audience    string `json:"audience"`
 		LoginURL    string `json:"login_url"`
 	} `json:"salesforce"`
+	Outreach struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+		RefreshToken string `json:"refresh_token"`
+	} `json:"outreach"`
 }
 
 // Registry builds the CRM plugins. With needCreds (the pusher), a plugin
@@ -89,6 +95,11 @@ func Registry(env Env, needCreds bool) (*crm.Registry, []string, error) {
 		sf.Key = key
 	}
 	if err := add(salesforce.New(sf, timeout), sf.Key != nil && sf.ConsumerKey != ""); err != nil {
+		return nil, nil, err
+	}
+	o := creds.Outreach
+	if err := add(outreach.New(outreach.Credentials{ClientID: o.ClientID, ClientSecret: o.ClientSecret, RefreshToken: o.RefreshToken}, timeout),
+		o.ClientID != "" && o.RefreshToken != ""); err != nil {
 		return nil, nil, err
 	}
 	return r, missing, nil

@@ -1,0 +1,377 @@
+// Package outreach emulates Outreach's API v2 for prospects: OAuth 2.0
+// refresh-token grants with short-lived access tokens, JSON:API
+// (application/vnd.api+json) create, read, list with filter[emails],
+// update and delete, JSON:API error objects, and the hourly rate limit
+// with X-RateLimit-* headers and a 429 with Retry-After. Outreach has no
+// upsert: a client must look a prospect up before it creates one, and a
+// create for an email already stored is counted as a duplicate.
+package outreach
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/recordsync/record-sync/crmsim"
+)
+
+const mediaType = "application/vnd.api+json"
+
+var attributes = []string{"firstName", "lastName", "emails", "title", "company", "workPhones", "mobilePhones",
+	"addressCity", "addressState", "addressZip", "addressCountry", "tags"}
+
+// Credentials are the OAuth client and the refresh token a client starts
+// from.
+type Credentials struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+type prospect struct {
+	ID         int
+	Attributes map[string]any
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// CRM is the emulated Outreach.
+type CRM struct {
+	sim   *crmsim.Sim
+	creds Credentials
+
+	mu        sync.Mutex
+	tokens    map[string]time.Time
+	tokenTTL  time.Duration
+	prospects map[int]*prospect
+	next      int
+}
+
+var _ crmsim.CRM = (*CRM)(nil)
+
+// New returns an empty Outreach accepting creds.
+func New(creds Credentials) *CRM {
+	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokenTTL: 2 * time.Hour}
+	c.Reset()
+	return c
+}
+
+// NewCredentials returns new sandbox credentials.
+func NewCredentials() Credentials {
+	return Credentials{ClientID: "sim-" + secret(8), ClientSecret: secret(24), RefreshToken: secret(24)}
+}
+
+func secret(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Name implements crmsim.CRM.
+func (c *CRM) Name() string { return "outreach" }
+
+// Sim implements crmsim.CRM.
+func (c *CRM) Sim() *crmsim.Sim { return c.sim }
+
+// Credentials implements crmsim.CRM.
+func (c *CRM) Credentials() any { return c.creds }
+
+// SetTokenTTL sets how long access tokens live (to test renewal).
+func (c *CRM) SetTokenTTL(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokenTTL = d
+}
+
+// ExpireTokens ends every access token issued so far, as their two hours
+// passing would.
+func (c *CRM) ExpireTokens() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens = map[string]time.Time{}
+}
+
+// Reset implements crmsim.CRM.
+func (c *CRM) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens, c.prospects, c.next = map[string]time.Time{}, map[int]*prospect{}, 1
+}
+
+// Stored implements crmsim.CRM.
+func (c *CRM) Stored() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.prospects)
+}
+
+// Register implements crmsim.CRM.
+func (c *CRM) Register(mux *http.ServeMux, prefix string) {
+	mux.HandleFunc("POST "+prefix+"/oauth/token", c.token)
+	base := prefix + "/api/v2/prospects"
+	mux.Handle("GET "+base, c.guard(c.list))
+	mux.Handle("POST "+base, c.guard(c.create))
+	mux.Handle("GET "+base+"/{id}", c.guard(c.get))
+	mux.Handle("PATCH "+base+"/{id}", c.guard(c.update))
+	mux.Handle("DELETE "+base+"/{id}", c.guard(c.delete))
+}
+
+type errorObject struct {
+	ID     string            `json:"id"`
+	Title  string            `json:"title"`
+	Detail string            `json:"detail,omitempty"`
+	Source map[string]string `json:"source,omitempty"`
+}
+
+func writeErr(w http.ResponseWriter, status int, e errorObject) {
+	crmsim.WriteJSON(w, status, mediaType, map[string]any{"errors": []errorObject{e}})
+}
+
+func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": "invalid_request"})
+		return
+	}
+	f := r.PostForm
+	if f.Get("grant_type") != "refresh_token" {
+		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": "unsupported_grant_type"})
+		return
+	}
+	id, sec := f.Get("client_id"), f.Get("client_secret")
+	if id == "" {
+		id, sec, _ = r.BasicAuth()
+	}
+	if id != c.creds.ClientID || subtle.ConstantTimeCompare([]byte(sec), []byte(c.creds.ClientSecret)) != 1 {
+		crmsim.WriteJSON(w, http.StatusUnauthorized, "application/json", map[string]string{"error": "invalid_client", "error_description": "Client authentication failed"})
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(f.Get("refresh_token")), []byte(c.creds.RefreshToken)) != 1 {
+		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": "invalid_grant", "error_description": "The provided authorization grant is invalid, expired or revoked"})
+		return
+	}
+	tok := secret(24)
+	c.mu.Lock()
+	ttl := c.tokenTTL
+	c.tokens[tok] = time.Now().Add(ttl)
+	c.mu.Unlock()
+	crmsim.WriteJSON(w, http.StatusOK, "application/json", map[string]any{
+		"access_token": tok, "token_type": "bearer", "expires_in": int(ttl.Seconds()), "refresh_token": c.creds.RefreshToken,
+		"scope": "prospects.all", "created_at": time.Now().Unix(),
+	})
+}
+
+// guard checks the token, the quota, the faults and the media type.
+func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		c.mu.Lock()
+		exp, ok := c.tokens[tok]
+		c.mu.Unlock()
+		if !ok || time.Now().After(exp) {
+			writeErr(w, http.StatusUnauthorized, errorObject{ID: "unauthorized", Title: "Unauthorized", Detail: "The access token is invalid or has expired."})
+			return
+		}
+		a := c.sim.Admit()
+		if a.Verdict == crmsim.Down {
+			crmsim.Refuse(w)
+			return
+		}
+		c.sim.Latency(r)
+		reset := a.Quota.Reset
+		w.Header().Set("X-RateLimit-Limit", strconv.Itoa(a.Quota.Limit))
+		w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(a.Quota.Remaining))
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+		switch a.Verdict {
+		case crmsim.Limited:
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(reset).Seconds()+0.999))))
+			writeErr(w, http.StatusTooManyRequests, errorObject{ID: "rateLimitExceeded", Title: "Rate Limit Exceeded",
+				Detail: fmt.Sprintf("You have exceeded your permitted rate limit of %d; please try again at %s.", a.Quota.Limit, reset.UTC().Format("2006-01-02T15:04:05"))})
+			return
+		case crmsim.Fail5xx:
+			writeErr(w, http.StatusServiceUnavailable, errorObject{ID: "scheduledServerMaintenance", Title: "Service Unavailable", Detail: "Please try again shortly."})
+			return
+		}
+		if r.Method == http.MethodPost || r.Method == http.MethodPatch {
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != mediaType {
+				writeErr(w, http.StatusUnsupportedMediaType, errorObject{ID: "unsupportedMediaType", Title: "Unsupported Media Type",
+					Detail: "Expected Content-Type header to be 'application/vnd.api+json'."})
+				return
+			}
+		}
+		h(w, r, a.Timeout)
+	})
+}
+
+type resource struct {
+	Type       string         `json:"type"`
+	ID         any            `json:"id,omitempty"`
+	Attributes map[string]any `json:"attributes"`
+}
+
+func (p *prospect) resource() resource {
+	attrs := maps.Clone(p.Attributes)
+	attrs["createdAt"], attrs["updatedAt"] = p.CreatedAt.Format(time.RFC3339), p.UpdatedAt.Format(time.RFC3339)
+	return resource{Type: "prospect", ID: p.ID, Attributes: attrs}
+}
+
+func emails(attrs map[string]any) []string {
+	var out []string
+	list, _ := attrs["emails"].([]any)
+	for _, e := range list {
+		if s, ok := e.(string); ok {
+			out = append(out, strings.ToLower(s))
+		}
+	}
+	return out
+}
+
+func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool) {
+	want := strings.ToLower(r.URL.Query().Get("filter[emails]"))
+	c.mu.Lock()
+	ids := slices.Sorted(maps.Keys(c.prospects))
+	data := []resource{}
+	for _, id := range ids {
+		p := c.prospects[id]
+		if want == "" || slices.Contains(emails(p.Attributes), want) {
+			data = append(data, p.resource())
+		}
+		if len(data) == 50 {
+			break
+		}
+	}
+	c.mu.Unlock()
+	crmsim.WriteJSON(w, http.StatusOK, mediaType, map[string]any{"data": data, "meta": map[string]int{"count": len(data)}})
+}
+
+// decode reads a JSON:API document and checks its attributes.
+func decode(w http.ResponseWriter, r *http.Request, id string) (map[string]any, bool) {
+	var doc struct {
+		Data *resource `json:"data"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&doc); err != nil || doc.Data == nil {
+		writeErr(w, http.StatusBadRequest, errorObject{ID: "badRequest", Title: "Bad Request", Detail: "The request body is not a JSON:API document."})
+		return nil, false
+	}
+	if doc.Data.Type != "prospect" || (id != "" && fmt.Sprint(doc.Data.ID) != id) {
+		writeErr(w, http.StatusConflict, errorObject{ID: "typeOrIdMismatch", Title: "Conflict", Detail: "data.type must be prospect and data.id must match the URL"})
+		return nil, false
+	}
+	for k, v := range doc.Data.Attributes {
+		if !slices.Contains(attributes, k) {
+			writeErr(w, http.StatusUnprocessableEntity, errorObject{ID: "validationError", Title: "Validation Error",
+				Detail: "Unknown attribute " + k + ".", Source: map[string]string{"pointer": "/data/attributes/" + k}})
+			return nil, false
+		}
+		if k == "emails" {
+			if _, ok := v.([]any); !ok && v != nil {
+				writeErr(w, http.StatusUnprocessableEntity, errorObject{ID: "validationError", Title: "Validation Error",
+					Detail: "Emails must be a list.", Source: map[string]string{"pointer": "/data/attributes/emails"}})
+				return nil, false
+			}
+		}
+	}
+	return doc.Data.Attributes, true
+}
+
+func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool) {
+	attrs, ok := decode(w, r, "")
+	if !ok {
+		return
+	}
+	now := time.Now().UTC()
+	c.mu.Lock()
+	for _, e := range emails(attrs) {
+		for _, p := range c.prospects {
+			if slices.Contains(emails(p.Attributes), e) {
+				c.sim.Duplicate() // Outreach does not stop it; a faithful client never does it
+			}
+		}
+	}
+	p := &prospect{ID: c.next, Attributes: attrs, CreatedAt: now, UpdatedAt: now}
+	c.prospects[p.ID] = p
+	c.next++
+	out := p.resource()
+	c.mu.Unlock()
+	if timeout {
+		crmsim.Hang(r)
+		return
+	}
+	crmsim.WriteJSON(w, http.StatusCreated, mediaType, map[string]any{"data": out})
+}
+
+func (c *CRM) find(w http.ResponseWriter, r *http.Request) (*prospect, bool) {
+	id, err := strconv.Atoi(r.PathValue("id"))
+	p, ok := c.prospects[id]
+	if err != nil || !ok {
+		writeErr(w, http.StatusNotFound, errorObject{ID: "resourceNotFound", Title: "Resource Not Found",
+			Detail: fmt.Sprintf("Could not find 'prospect' with ID '%s'.", r.PathValue("id"))})
+		return nil, false
+	}
+	return p, true
+}
+
+func (c *CRM) get(w http.ResponseWriter, r *http.Request, _ bool) {
+	c.mu.Lock()
+	p, ok := c.find(w, r)
+	var out resource
+	if ok {
+		out = p.resource()
+	}
+	c.mu.Unlock()
+	if ok {
+		crmsim.WriteJSON(w, http.StatusOK, mediaType, map[string]any{"data": out})
+	}
+}
+
+func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool) {
+	attrs, ok := decode(w, r, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	p, ok := c.find(w, r)
+	var out resource
+	if ok {
+		for k, v := range attrs {
+			p.Attributes[k] = v
+		}
+		p.UpdatedAt = time.Now().UTC()
+		out = p.resource()
+	}
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	if timeout {
+		crmsim.Hang(r)
+		return
+	}
+	crmsim.WriteJSON(w, http.StatusOK, mediaType, map[string]any{"data": out})
+}
+
+func (c *CRM) delete(w http.ResponseWriter, r *http.Request, timeout bool) {
+	c.mu.Lock()
+	p, ok := c.find(w, r)
+	if ok {
+		delete(c.prospects, p.ID)
+	}
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	if timeout {
+		crmsim.Hang(r)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

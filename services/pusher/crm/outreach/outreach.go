@@ -1,0 +1,322 @@
+// Package outreach is the pusher's Outreach plugin: OAuth 2.0 with a
+// refresh token (golang.org/x/oauth2), JSON:API prospects. Outreach has no
+// upsert, so a record is looked up by email, then updated or created, and
+// the CRM id is remembered so that the next change needs no lookup; a
+// redelivered create finds the prospect the first one made. 429s and the
+// X-RateLimit-* headers are understood.
+package outreach
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"golang.org/x/oauth2"
+
+	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/mapping"
+	"github.com/recordsync/record-sync/shared/telemetry"
+)
+
+// MaxBatch is one: Outreach has no batch write, and the rate limit counts
+// requests, so each push is one record (one or two requests).
+const MaxBatch = 1
+
+const mediaType = "application/vnd.api+json"
+
+// listAttributes are attributes Outreach holds as lists.
+var listAttributes = map[string]bool{"emails": true, "workPhones": true, "mobilePhones": true, "tags": true}
+
+var schema = mapping.Schema{
+	Fields: []string{"firstName", "lastName", "emails", "title", "company", "workPhones", "mobilePhones",
+		"addressCity", "addressState", "addressZip", "addressCountry", "tags"},
+	Default: mapping.Mapping{Fields: []mapping.Field{
+		{From: "email", To: "emails", Fn: []string{"trim", "lower"}},
+		{From: "first_name", To: "firstName"}, {From: "last_name", To: "lastName"},
+		{From: "title", To: "title"}, {From: "company", To: "company"},
+		{From: "phone", To: "workPhones", Fn: []string{"string"}}, {From: "mobile", To: "mobilePhones", Fn: []string{"string"}},
+		{From: "city", To: "addressCity"}, {From: "state", To: "addressState"}, {From: "zip", To: "addressZip", Fn: []string{"string"}},
+		{From: "country", To: "addressCountry"},
+	}},
+}
+
+// Credentials are the OAuth client and its refresh token.
+type Credentials struct {
+	ClientID, ClientSecret, RefreshToken string
+}
+
+// Client is the Outreach plugin.
+type Client struct {
+	creds Credentials
+	http  *http.Client
+
+	mu     sync.Mutex
+	tokens map[string]oauth2.TokenSource // by API host
+	ids    map[string]int                // email -> prospect id
+	quota  crm.Quota
+}
+
+var (
+	_ crm.CRM           = (*Client)(nil)
+	_ crm.QuotaReporter = (*Client)(nil)
+)
+
+// New returns the plugin.
+func New(creds Credentials, timeout time.Duration) *Client {
+	return &Client{creds: creds, http: &http.Client{Timeout: timeout}, tokens: map[string]oauth2.TokenSource{}, ids: map[string]int{}}
+}
+
+// Name implements crm.CRM.
+func (c *Client) Name() string { return "outreach" }
+
+// MaxBatch implements crm.CRM.
+func (c *Client) MaxBatch() int { return MaxBatch }
+
+// Close implements crm.CRM.
+func (c *Client) Close() error {
+	c.http.CloseIdleConnections()
+	return nil
+}
+
+// Quota implements crm.QuotaReporter.
+func (c *Client) Quota() crm.Quota {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.quota
+}
+
+// Schema implements crm.CRM: contacts and leads are prospects.
+func (c *Client) Schema(objectType string) (mapping.Schema, bool) {
+	return schema, objectType == event.ObjectContact || objectType == event.ObjectLead
+}
+
+// Identify implements crm.CRM: prospects are found by email.
+func (c *Client) Identify(_ *event.Event, fields map[string]any) (string, error) {
+	e, _ := fields["emails"].(string)
+	e = strings.ToLower(strings.TrimSpace(e))
+	if e == "" {
+		return "", fmt.Errorf("outreach finds prospects by email, and the mapped record has none: %w", crm.ErrMissingIdentity)
+	}
+	return e, nil
+}
+
+// Payload implements crm.CRM: the JSON:API document of a create.
+func (c *Client) Payload(rec crm.Record) any {
+	if rec.Event.Operation == event.OpDelete {
+		return map[string]any{"delete_prospect_with_email": rec.Identity}
+	}
+	return document(rec, 0)
+}
+
+func document(rec crm.Record, id int) map[string]any {
+	attrs := make(map[string]any, len(rec.Fields))
+	for k, v := range rec.Fields {
+		if listAttributes[k] {
+			if v == nil || v == "" {
+				attrs[k] = []string{}
+			} else {
+				attrs[k] = []any{v}
+			}
+			continue
+		}
+		attrs[k] = v
+	}
+	data := map[string]any{"type": "prospect", "attributes": attrs}
+	if id != 0 {
+		data["id"] = id
+	}
+	return map[string]any{"data": data}
+}
+
+// Push implements crm.CRM.
+func (c *Client) Push(ctx context.Context, apiHost string, recs []crm.Record) []crm.Result {
+	out := make([]crm.Result, len(recs))
+	for i, r := range recs {
+		out[i] = c.push(ctx, strings.TrimRight(apiHost, "/"), r)
+	}
+	return out
+}
+
+func (c *Client) push(ctx context.Context, host string, r crm.Record) crm.Result {
+	id, res, ok := c.find(ctx, host, r.Identity)
+	if !ok {
+		return res
+	}
+	if r.Event.Operation == event.OpDelete {
+		if id == 0 {
+			return crm.Result{Class: crm.OK}
+		}
+		res, _, status := c.call(ctx, host, http.MethodDelete, "/api/v2/prospects/"+strconv.Itoa(id), nil, nil)
+		if status == http.StatusNoContent || status == http.StatusNotFound {
+			c.forget(r.Identity)
+			return crm.Result{Class: crm.OK, CRMID: strconv.Itoa(id)}
+		}
+		return res
+	}
+	var doc struct {
+		Data struct {
+			ID int `json:"id"`
+		} `json:"data"`
+	}
+	if id != 0 {
+		res, _, status := c.call(ctx, host, http.MethodPatch, "/api/v2/prospects/"+strconv.Itoa(id), document(r, id), &doc)
+		switch status {
+		case http.StatusOK:
+			return crm.Result{Class: crm.OK, CRMID: strconv.Itoa(id)}
+		case http.StatusNotFound:
+			c.forget(r.Identity) // deleted in Outreach since: create it again
+		default:
+			return res
+		}
+	}
+	res, _, status := c.call(ctx, host, http.MethodPost, "/api/v2/prospects", document(r, 0), &doc)
+	if status != http.StatusCreated {
+		return res
+	}
+	c.remember(r.Identity, doc.Data.ID)
+	return crm.Result{Class: crm.OK, CRMID: strconv.Itoa(doc.Data.ID)}
+}
+
+// find returns the prospect id of email (0 when there is none), from
+// memory or by a lookup.
+func (c *Client) find(ctx context.Context, host, email string) (int, crm.Result, bool) {
+	c.mu.Lock()
+	id, known := c.ids[email]
+	c.mu.Unlock()
+	if known {
+		return id, crm.Result{}, true
+	}
+	var list struct {
+		Data []struct {
+			ID int `json:"id"`
+		} `json:"data"`
+	}
+	res, _, status := c.call(ctx, host, http.MethodGet, "/api/v2/prospects?filter[emails]="+url.QueryEscape(email), nil, &list)
+	if status != http.StatusOK {
+		return 0, res, false
+	}
+	if len(list.Data) == 0 {
+		return 0, crm.Result{}, true
+	}
+	c.remember(email, list.Data[0].ID)
+	return list.Data[0].ID, crm.Result{}, true
+}
+
+func (c *Client) remember(email string, id int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.ids) > 100_000 {
+		c.ids = map[string]int{} // bounded: a lookup brings an id back
+	}
+	c.ids[email] = id
+}
+
+func (c *Client) forget(email string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.ids, email)
+}
+
+// tokenSource returns the refreshing token source of host; renew drops the
+// cached access token.
+func (c *Client) tokenSource(host string, renew bool) oauth2.TokenSource {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts, ok := c.tokens[host]
+	if !ok || renew {
+		cfg := &oauth2.Config{ClientID: c.creds.ClientID, ClientSecret: c.creds.ClientSecret,
+			Endpoint: oauth2.Endpoint{TokenURL: host + "/oauth/token", AuthStyle: oauth2.AuthStyleInParams}}
+		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
+		ts = oauth2.ReuseTokenSource(nil, cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: c.creds.RefreshToken}))
+		c.tokens[host] = ts
+	}
+	return ts
+}
+
+// call sends a JSON:API request, renewing the token once on a 401, and
+// decodes a 2xx answer into out. It returns the classified failure, the
+// body, and the status (0 when there was no answer).
+func (c *Client) call(ctx context.Context, host, method, path string, body, out any) (crm.Result, []byte, int) {
+	for attempt := 0; attempt < 2; attempt++ {
+		tok, err := c.tokenSource(host, attempt > 0).Token()
+		if err != nil {
+			return crm.Result{Class: crm.Transient, Code: "AUTH", Message: err.Error(), Whole: true}, nil, 0
+		}
+		var rd io.Reader
+		if body != nil {
+			b, err := json.Marshal(body)
+			if err != nil {
+				return crm.Result{Class: crm.Permanent, Code: "ENCODE", Message: err.Error()}, nil, 0
+			}
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, host+path, rd)
+		if err != nil {
+			return crm.Result{Class: crm.Permanent, Code: "REQUEST", Message: err.Error()}, nil, 0
+		}
+		tok.SetAuthHeader(req)
+		req.Header.Set("Accept", mediaType)
+		if body != nil {
+			req.Header.Set("Content-Type", mediaType)
+		}
+		telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return crm.FromError(err), nil, 0
+		}
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		_ = resp.Body.Close()
+		if err != nil {
+			return crm.FromError(err), nil, 0
+		}
+		c.noteQuota(resp.Header)
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
+			continue
+		}
+		if resp.StatusCode/100 == 2 {
+			if out != nil && len(raw) > 0 {
+				if err := json.Unmarshal(raw, out); err != nil {
+					return crm.Result{Class: crm.Transient, Code: "DECODE", Message: err.Error(), Excerpt: crm.Excerpt(raw), Whole: true}, raw, 0
+				}
+			}
+			return crm.Result{}, raw, resp.StatusCode
+		}
+		var e struct {
+			Errors []struct {
+				ID     string `json:"id"`
+				Detail string `json:"detail"`
+				Title  string `json:"title"`
+			} `json:"errors"`
+		}
+		_ = json.Unmarshal(raw, &e) // the status alone classifies an unreadable body
+		code, msg := "", strings.TrimSpace(string(raw[:min(len(raw), 200)]))
+		if len(e.Errors) > 0 {
+			code, msg = e.Errors[0].ID, e.Errors[0].Detail
+		}
+		res := crm.FromStatus(resp.StatusCode, resp.Header, code, msg)
+		res.Excerpt = crm.Excerpt(raw)
+		return res, raw, resp.StatusCode
+	}
+	return crm.Result{Class: crm.Transient, Code: "unauthorized", Message: "refused after a new token", Whole: true}, nil, http.StatusUnauthorized
+}
+
+func (c *Client) noteQuota(h http.Header) {
+	limit, err1 := strconv.Atoi(h.Get("X-RateLimit-Limit"))
+	rem, err2 := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
+	if err1 != nil || err2 != nil {
+		return
+	}
+	c.mu.Lock()
+	c.quota = crm.Quota{Limit: limit, Remaining: rem, Window: time.Hour, Known: true}
+	c.mu.Unlock()
+}
