@@ -118,6 +118,13 @@ func (c *CRM) SetTokenTTL(d time.Duration) {
 	c.tokenTTL = d
 }
 
+// ExpireTokens ends every access token issued so far.
+func (c *CRM) ExpireTokens() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens = map[string]time.Time{}
+}
+
 // Reset implements crmsim.CRM.
 func (c *CRM) Reset() {
 	c.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"github.com/recordsync/record-sync/crmsim"
 	simhubspot "github.com/recordsync/record-sync/crmsim/hubspot"
 	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/services/pusher/crm/crmtest"
 	"github.com/recordsync/record-sync/services/pusher/crm/hubspot"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mapping"
@@ -56,78 +57,22 @@ func records(t *testing.T, c crm.CRM, op event.Operation, emails ...string) []cr
 	return out
 }
 
-func TestUpsertAndDelete(t *testing.T) {
-	c, sim, host := setup(t)
-	ctx := context.Background()
-	res := c.Push(ctx, host, records(t, c, event.OpCreate, "a@x.io", "B@x.io"))
-	for i, r := range res {
-		if r.Class != crm.OK || r.CRMID == "" {
-			t.Fatalf("create %d: %+v", i, r)
-		}
-	}
-	again := c.Push(ctx, host, records(t, c, event.OpUpdate, "a@x.io"))
-	if again[0].Class != crm.OK || again[0].CRMID != res[0].CRMID {
-		t.Fatalf("update made another contact: %+v vs %+v", again[0], res[0])
-	}
-	if n := sim.Stored(); n != 2 {
-		t.Fatalf("stored %d, want 2", n)
-	}
-	del := c.Push(ctx, host, records(t, c, event.OpDelete, "b@x.io", "never@x.io"))
-	if del[0].Class != crm.OK || del[0].CRMID != res[1].CRMID || del[1].Class != crm.OK {
-		t.Fatalf("delete: %+v", del)
-	}
-	if n := sim.Stored(); n != 1 {
-		t.Fatalf("stored %d after delete, want 1", n)
-	}
-	if q := c.Quota(); !q.Known || q.Limit != 190 || q.Window != 10*time.Second {
-		t.Fatalf("quota headers not understood: %+v", q)
-	}
+func TestContract(t *testing.T) {
+	crmtest.Run(t, func(t *testing.T) crmtest.Harness {
+		sim := simhubspot.New(token)
+		return crmtest.Harness{Client: hubspot.New(token, 2*time.Second), Sim: sim,
+			Invalid: func(i int) map[string]any { return map[string]any{"email": fmt.Sprintf("not-an-email-%d", i)} }}
+	})
 }
 
-func TestFailures(t *testing.T) {
-	tests := []struct {
-		name   string
-		faults crmsim.Faults
-		emails []string
-		want   []crm.Class
-		code   string
-	}{
-		{"invalid email is permanent", crmsim.Faults{}, []string{"ok@x.io", "not-an-email"}, []crm.Class{crm.OK, crm.Permanent}, "INVALID_EMAIL"},
-		{"5xx is transient", crmsim.Faults{Error5xx: 1}, []string{"a@x.io"}, []crm.Class{crm.Transient}, "INTERNAL_ERROR"},
-		{"partial batch error is transient per item", crmsim.Faults{PartialBatchError: 1}, []string{"a@x.io"}, []crm.Class{crm.Transient}, "INTERNAL_ERROR"},
-		{"rate limit fault", crmsim.Faults{RateLimited: 1}, []string{"a@x.io"}, []crm.Class{crm.RateLimited}, "RATE_LIMIT:TEN_SECONDLY_ROLLING"},
-		{"down is transient", crmsim.Faults{Down: true}, []string{"a@x.io"}, []crm.Class{crm.Transient}, "NETWORK"},
-		{"timeout is transient", crmsim.Faults{Timeout: 1}, []string{"a@x.io"}, []crm.Class{crm.Transient}, "TIMEOUT"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, sim, host := setup(t)
-			sim.Sim().SetFaults(tt.faults)
-			res := c.Push(context.Background(), host, records(t, c, event.OpCreate, tt.emails...))
-			for i, want := range tt.want {
-				if res[i].Class != want {
-					t.Fatalf("result %d: %+v, want class %v", i, res[i], want)
-				}
-			}
-			if last := res[len(res)-1]; last.Code != tt.code {
-				t.Fatalf("code %q, want %q (%+v)", last.Code, tt.code, last)
-			}
-		})
-	}
-}
-
-func TestQuotaExhausted(t *testing.T) {
-	c, sim, host := setup(t)
-	sim.Sim().SetFaults(crmsim.Faults{RateLimit: 1, RateWindowMS: 60_000})
+// TestQuotaHeaders: the X-HubSpot-RateLimit-* headers are read.
+func TestQuotaHeaders(t *testing.T) {
+	c, _, host := setup(t)
 	if r := c.Push(context.Background(), host, records(t, c, event.OpCreate, "a@x.io")); r[0].Class != crm.OK {
-		t.Fatalf("first request: %+v", r[0])
+		t.Fatalf("push: %+v", r[0])
 	}
-	r := c.Push(context.Background(), host, records(t, c, event.OpCreate, "b@x.io"))
-	if r[0].Class != crm.RateLimited || r[0].RetryAfter < 50*time.Second {
-		t.Fatalf("past the quota: %+v, want rate limited with Retry-After near a minute", r[0])
-	}
-	if st := sim.Sim().Stats(sim.Stored()); st.MaxRequestsInWindow != 1 || st.RecordsStored != 1 {
-		t.Fatalf("stats %+v", st)
+	if q := c.Quota(); !q.Known || q.Limit != 190 || q.Remaining != 189 || q.Window != 10*time.Second {
+		t.Fatalf("quota headers not understood: %+v", q)
 	}
 }
 
