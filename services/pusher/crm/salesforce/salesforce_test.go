@@ -39,7 +39,9 @@ func harness(t *testing.T) crmtest.Harness {
 	}
 	return crmtest.Harness{Client: client(t, creds), Sim: sim, ExpireTokens: sim.ExpireTokens, ObjectType: event.ObjectLead,
 		// A lead needs a company.
-		Invalid: func(i int) map[string]any { return map[string]any{"email": fmt.Sprintf("bad%d@example.com", i), "last_name": "L"} }}
+		Invalid: func(i int) map[string]any {
+			return map[string]any{"email": fmt.Sprintf("bad%d@example.com", i), "last_name": "L"}
+		}}
 }
 
 func TestContract(t *testing.T) { crmtest.Run(t, harness) }
