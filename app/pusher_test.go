@@ -80,64 +80,104 @@ func (s *devStack) runPusher() *telemetry.Metrics {
 	return metrics
 }
 
-// TestFaultyCRM pushes 3,000 records, some invalid on purpose, to a
-// HubSpot that fails requests (5% 5xx, 5% 429, 1% timeouts, 2% of items in
-// batches): every valid record ends synced, every invalid one failed, the
-// CRM holds exactly the valid ones once each, and its quota was never
-// exceeded.
-func TestFaultyCRM(t *testing.T) {
+// TestFaultyCRMs pushes 3,000 records over the three CRMs, some invalid on
+// purpose, while each fails requests (5% 5xx, 1% timeouts, 2% of the
+// items of a batch; 5% 429 where the CRM answers its limit with 429):
+// every valid record ends synced and every invalid one failed, each CRM
+// holds exactly the valid records once, and no CRM's quota was exceeded.
+// Outreach, one request or two per record, gets 100 of them.
+func TestFaultyCRMs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pushes 3,000 records")
 	}
-	s := startDev(t, func(e *app.Env) { e.CRMTimeout = 2 * time.Second })
-	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "max_attempts": 10,
-		"backoff": []string{"100ms", "200ms", "500ms"}, "rate_limit_per_minute": 1080}); r.Status != 200 {
-		t.Fatalf("override: %d %s", r.Status, r.Raw)
+	s := startDev(t, func(e *app.Env) { e.CRMTimeout = time.Second })
+	type target struct {
+		name    string
+		quota   int // requests per second the emulator takes
+		perMin  int // what the pushers are told
+		faults  map[string]any
+		invalid func(i int) map[string]any
+		code    string
 	}
-	// HubSpot's 190 requests per 10 s, counted per second so that a 429's
-	// Retry-After is short; the pushers are told 18 a second.
-	s.sim("PUT", "/faults", map[string]any{"error_5xx": 0.05, "rate_limited": 0.05, "timeout": 0.01, "partial_batch_error": 0.02, "rate_limit": 19, "rate_window_ms": 1000})
-	const total, invalidEvery = 3000, 100
+	faults := func(rateLimited float64, quota int) map[string]any {
+		return map[string]any{"error_5xx": 0.05, "rate_limited": rateLimited, "timeout": 0.01, "partial_batch_error": 0.02, "rate_limit": quota, "rate_window_ms": 1000}
+	}
+	targets := []target{
+		// HubSpot's 190 per 10 s, counted per second so that a 429's
+		// Retry-After is short.
+		{name: "hubspot", quota: 19, perMin: 1080, faults: faults(0.05, 19), code: "INVALID_EMAIL",
+			invalid: func(i int) map[string]any { return map[string]any{"email": fmt.Sprintf("invalid-%d", i)} }},
+		// Salesforce answers its limit with 403 REQUEST_LIMIT_EXCEEDED and no
+		// Retry-After, for daily limits: waited out for a minute, too long
+		// here.
+		{name: "salesforce", quota: 20, perMin: 1080, faults: faults(0, 20), code: "REQUIRED_FIELD_MISSING",
+			invalid: func(i int) map[string]any { return map[string]any{"email": fmt.Sprintf("f%d@example.com", i)} }},
+		{name: "outreach", quota: 50, perMin: 2400, faults: faults(0.05, 50)},
+	}
+	for _, tg := range targets {
+		if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": tg.name, "max_attempts": 20,
+			"backoff": []string{"100ms", "200ms", "500ms"}, "rate_limit_per_minute": tg.perMin}); r.Status != 200 {
+			t.Fatalf("override %s: %d %s", tg.name, r.Status, r.Raw)
+		}
+		call(t, "PUT", s.info.CRMSimURL+"/_sim/"+tg.name+"/faults", "", tg.faults)
+	}
+	const total = 3000
+	of := func(i int) (target, bool) {
+		tg := targets[i%2]
+		if i%30 == 29 {
+			tg = targets[2]
+		}
+		return tg, tg.invalid != nil && i%100 < 2
+	}
+	want := map[string][2]int{} // target -> valid, invalid
 	for b := 0; b < total; b += 500 {
 		var events []any
 		for i := b; i < b+500; i++ {
-			email := fmt.Sprintf("f%d@example.com", i)
-			if i%invalidEvery == 0 {
-				email = fmt.Sprintf("invalid-%d", i)
+			tg, bad := of(i)
+			data := map[string]any{"email": fmt.Sprintf("f%d@example.com", i), "first_name": fmt.Sprint("N", i), "last_name": "L"}
+			if bad {
+				data = tg.invalid(i)
 			}
-			events = append(events, contact(fmt.Sprintf("f-%d", i), email, map[string]any{"first_name": fmt.Sprint("N", i)}))
+			w := want[tg.name]
+			if bad {
+				w[1]++
+			} else {
+				w[0]++
+			}
+			want[tg.name] = w
+			events = append(events, map[string]any{"record_id": fmt.Sprintf("f-%d", i), "operation": "create", "targets": []string{tg.name}, "data": data})
 		}
 		if r := s.call("POST", "/v1/sync/batch", syncKey, map[string]any{"events": events}); r.Status != 202 {
 			t.Fatalf("batch: %d %s", r.Status, r.Raw)
 		}
 	}
 	for i := range total {
-		if i%invalidEvery == 0 {
-			if st := s.waitState(fmt.Sprintf("f-%d", i), "hubspot", status.StateFailed); st.LastError.Code != "INVALID_EMAIL" {
-				t.Fatalf("f-%d: %+v", i, st.LastError)
+		tg, bad := of(i)
+		if bad {
+			if st := s.waitState(fmt.Sprintf("f-%d", i), tg.name, status.StateFailed); st.LastError.Code != tg.code {
+				t.Fatalf("f-%d on %s: %+v", i, tg.name, st.LastError)
 			}
 			continue
 		}
-		s.waitState(fmt.Sprintf("f-%d", i), "hubspot", status.StateSynced)
+		s.waitState(fmt.Sprintf("f-%d", i), tg.name, status.StateSynced)
 	}
-	s.sim("PUT", "/faults", map[string]any{})
-	stats := s.sim("GET", "/stats", nil)
-	valid := float64(total - total/invalidEvery)
-	if stats.Body["records_stored"] != valid || stats.Body["duplicates_created"] != 0.0 || stats.Body["max_requests_in_window"].(float64) > 19 {
-		t.Fatalf("emulator: %s", stats.Raw)
-	}
-	for _, i := range []int{1, 1499, 2999} {
-		c := s.hubspot("GET", fmt.Sprintf("/crm/v3/objects/contacts/f%d@example.com?idProperty=email", i), nil)
-		if c.Body["properties"].(map[string]any)["firstname"] != fmt.Sprint("N", i) {
-			t.Fatalf("f-%d in HubSpot: %s", i, c.Raw)
+	stats := s.call("GET", "/v1/sync/stats", syncKey, nil).Body["targets"].(map[string]any)
+	for _, tg := range targets {
+		call(t, "PUT", s.info.CRMSimURL+"/_sim/"+tg.name+"/faults", "", map[string]any{})
+		st := call(t, "GET", s.info.CRMSimURL+"/_sim/"+tg.name+"/stats", "", nil)
+		valid, invalid := float64(want[tg.name][0]), float64(want[tg.name][1])
+		if st.Body["records_stored"] != valid || st.Body["duplicates_created"] != 0.0 || st.Body["max_requests_in_window"].(float64) > float64(tg.quota) {
+			t.Fatalf("%s: %s; want %v records", tg.name, st.Raw, valid)
+		}
+		t.Logf("%s saw %v", tg.name, st.Body["requests_by_status"])
+		ts := stats[tg.name].(map[string]any)
+		states := ts["states"].(map[string]any)
+		if ts["accepted"] != valid+invalid || states["synced"] != valid || states["failed"] != invalid || ts["in_flight"] != 0.0 {
+			t.Fatalf("stats of %s after the faulty run: %v", tg.name, ts)
 		}
 	}
-	t.Logf("emulator saw %v", stats.Body["requests_by_status"])
-	r := s.call("GET", "/v1/sync/stats", syncKey, nil)
-	hs := r.Body["targets"].(map[string]any)["hubspot"].(map[string]any)
-	states := hs["states"].(map[string]any)
-	if hs["accepted"] != float64(total) || states["synced"] != valid || states["failed"] != float64(total/invalidEvery) ||
-		hs["superseded"] != 0.0 || hs["in_flight"] != 0.0 {
-		t.Fatalf("stats after the faulty run: %s", r.Raw)
+	c := s.hubspot("GET", "/crm/v3/objects/contacts/f2@example.com?idProperty=email", nil)
+	if c.Body["properties"].(map[string]any)["firstname"] != "N2" {
+		t.Fatalf("f-2 in HubSpot: %s", c.Raw)
 	}
 }

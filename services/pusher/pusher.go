@@ -378,10 +378,15 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 		w.batches.Record(ctx, int64(len(batch)), target)
 		w.duration.Record(ctx, took.Seconds(), target)
 		if qr, ok := w.crm.(crm.QuotaReporter); ok {
-			// The CRM's own count says its window is used up: wait a tenth
-			// of it before the next request instead of drawing a 429.
+			// The CRM's own count says its window is used up: wait until it
+			// resets (a tenth of the window when it does not say when)
+			// instead of drawing a 429.
 			if q := qr.Quota(); q.Known && q.Remaining <= 0 {
-				w.blockedUntil = maxTime(w.blockedUntil, w.now().Add(q.Window/10))
+				until := w.now().Add(min(q.Window/10, 10*time.Second))
+				if !q.Reset.IsZero() {
+					until = q.Reset
+				}
+				w.blockedUntil = maxTime(w.blockedUntil, until)
 			}
 		}
 		for i, j := range chunk {

@@ -84,7 +84,9 @@ type Quota struct {
 	Remaining int
 	Limit     int
 	Window    time.Duration
-	Known     bool
+	// Reset is when the CRM's window starts anew, when it says.
+	Reset time.Time
+	Known bool
 }
 
 // CRM is a CRM plugin.

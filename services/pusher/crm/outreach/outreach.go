@@ -316,7 +316,11 @@ func (c *Client) noteQuota(h http.Header) {
 	if err1 != nil || err2 != nil {
 		return
 	}
+	q := crm.Quota{Limit: limit, Remaining: rem, Window: time.Hour, Known: true}
+	if reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil {
+		q.Reset = time.Unix(reset, 0)
+	}
 	c.mu.Lock()
-	c.quota = crm.Quota{Limit: limit, Remaining: rem, Window: time.Hour, Known: true}
+	c.quota = q
 	c.mu.Unlock()
 }
