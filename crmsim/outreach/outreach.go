@@ -50,9 +50,9 @@ type CRM struct {
 	sim   *crmsim.Sim
 	creds Credentials
 
+	tokens *crmsim.Tokens
+
 	mu        sync.Mutex
-	tokens    map[string]time.Time
-	tokenTTL  time.Duration
 	prospects map[int]*prospect
 	next      int
 }
@@ -61,7 +61,7 @@ var _ crmsim.CRM = (*CRM)(nil)
 
 // New returns an empty Outreach accepting creds.
 func New(creds Credentials) *CRM {
-	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokenTTL: 2 * time.Hour}
+	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.Reset()
 	return c
 }
@@ -86,26 +86,15 @@ func (c *CRM) Sim() *crmsim.Sim { return c.sim }
 // Credentials implements crmsim.CRM.
 func (c *CRM) Credentials() any { return c.creds }
 
-// SetTokenTTL sets how long access tokens live (to test renewal).
-func (c *CRM) SetTokenTTL(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tokenTTL = d
-}
-
 // ExpireTokens ends every access token issued so far, as their two hours
 // passing would.
-func (c *CRM) ExpireTokens() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tokens = map[string]time.Time{}
-}
+func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 // Reset implements crmsim.CRM.
 func (c *CRM) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tokens, c.prospects, c.next = map[string]time.Time{}, map[int]*prospect{}, 1
+	c.prospects, c.next = map[int]*prospect{}, 1
 }
 
 // Stored implements crmsim.CRM.
@@ -159,11 +148,7 @@ func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
 		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": "invalid_grant", "error_description": "The provided authorization grant is invalid, expired or revoked"})
 		return
 	}
-	tok := secret(24)
-	c.mu.Lock()
-	ttl := c.tokenTTL
-	c.tokens[tok] = time.Now().Add(ttl)
-	c.mu.Unlock()
+	tok, ttl := c.tokens.Issue("")
 	crmsim.WriteJSON(w, http.StatusOK, "application/json", map[string]any{
 		"access_token": tok, "token_type": "bearer", "expires_in": int(ttl.Seconds()), "refresh_token": c.creds.RefreshToken,
 		"scope": "prospects.all", "created_at": time.Now().Unix(),
@@ -174,10 +159,7 @@ func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
 func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		c.mu.Lock()
-		exp, ok := c.tokens[tok]
-		c.mu.Unlock()
-		if !ok || time.Now().After(exp) {
+		if !c.tokens.Valid(tok) {
 			writeErr(w, http.StatusUnauthorized, errorObject{ID: "unauthorized", Title: "Unauthorized", Detail: "The access token is invalid or has expired."})
 			return
 		}

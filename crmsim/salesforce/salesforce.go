@@ -64,12 +64,12 @@ type CRM struct {
 	creds Credentials
 	pub   *rsa.PublicKey
 
-	mu       sync.Mutex
-	tokens   map[string]time.Time // access token -> expiry
-	tokenTTL time.Duration
-	byID     map[string]*record
-	byExt    map[string]string // type + "/" + external id -> id
-	next     int
+	tokens *crmsim.Tokens
+
+	mu    sync.Mutex
+	byID  map[string]*record
+	byExt map[string]string // type + "/" + external id -> id
+	next  int
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
@@ -84,7 +84,7 @@ func New(creds Credentials) (*CRM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("salesforce: private key: %w", err)
 	}
-	c := &CRM{sim: crmsim.NewSim(1000, time.Minute), creds: creds, pub: &key.PublicKey, tokenTTL: 2 * time.Hour}
+	c := &CRM{sim: crmsim.NewSim(1000, time.Minute), creds: creds, pub: &key.PublicKey, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.Reset()
 	return c, nil
 }
@@ -111,25 +111,14 @@ func (c *CRM) Sim() *crmsim.Sim { return c.sim }
 // Credentials implements crmsim.CRM.
 func (c *CRM) Credentials() any { return c.creds }
 
-// SetTokenTTL sets how long access tokens live (to test renewal).
-func (c *CRM) SetTokenTTL(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tokenTTL = d
-}
-
 // ExpireTokens ends every access token issued so far.
-func (c *CRM) ExpireTokens() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tokens = map[string]time.Time{}
-}
+func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 // Reset implements crmsim.CRM.
 func (c *CRM) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tokens, c.byID, c.byExt, c.next = map[string]time.Time{}, map[string]*record{}, map[string]string{}, 1
+	c.byID, c.byExt, c.next = map[string]*record{}, map[string]string{}, 1
 }
 
 // Stored implements crmsim.CRM.
@@ -194,12 +183,7 @@ func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
 		fail("user hasn't approved this consumer")
 		return
 	}
-	var b [24]byte
-	_, _ = rand.Read(b[:])
-	tok := "00Dsim!" + hex.EncodeToString(b[:])
-	c.mu.Lock()
-	c.tokens[tok] = time.Now().Add(c.tokenTTL)
-	c.mu.Unlock()
+	tok, _ := c.tokens.Issue("00Dsim!")
 	scheme := "http://"
 	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", map[string]string{
 		"access_token": tok, "scope": "api", "instance_url": scheme + r.Host + "/salesforce",
@@ -212,10 +196,7 @@ func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
 func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool, partial float64)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		c.mu.Lock()
-		exp, ok := c.tokens[tok]
-		c.mu.Unlock()
-		if !ok || time.Now().After(exp) {
+		if !c.tokens.Valid(tok) {
 			writeErrs(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -51,4 +52,36 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 		return max(t.Sub(now), 0)
 	}
 	return 0
+}
+
+// Conn is what a plugin that talks HTTP keeps: its client and the quota
+// the CRM last reported. Embed it to get Close and Quota.
+type Conn struct {
+	HTTP *http.Client
+
+	mu    sync.Mutex
+	quota Quota
+}
+
+// NewConn returns a Conn whose requests time out after timeout.
+func NewConn(timeout time.Duration) *Conn { return &Conn{HTTP: &http.Client{Timeout: timeout}} }
+
+// Close releases idle connections.
+func (c *Conn) Close() error {
+	c.HTTP.CloseIdleConnections()
+	return nil
+}
+
+// Quota returns what the last response said of the CRM's limit.
+func (c *Conn) Quota() Quota {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.quota
+}
+
+// SetQuota records what a response said of the CRM's limit.
+func (c *Conn) SetQuota(q Quota) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.quota = q
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -54,11 +53,8 @@ var defaultFields = []mapping.Field{
 
 // Client is the HubSpot plugin.
 type Client struct {
+	*crm.Conn
 	token string
-	http  *http.Client
-
-	mu    sync.Mutex
-	quota crm.Quota
 }
 
 var (
@@ -68,7 +64,7 @@ var (
 
 // New returns a plugin authenticating with a private app token.
 func New(token string, timeout time.Duration) *Client {
-	return &Client{token: token, http: &http.Client{Timeout: timeout}}
+	return &Client{Conn: crm.NewConn(timeout), token: token}
 }
 
 // Name implements crm.CRM.
@@ -76,19 +72,6 @@ func (c *Client) Name() string { return "hubspot" }
 
 // MaxBatch implements crm.CRM.
 func (c *Client) MaxBatch() int { return MaxBatch }
-
-// Close implements crm.CRM.
-func (c *Client) Close() error {
-	c.http.CloseIdleConnections()
-	return nil
-}
-
-// Quota returns what the last response said of the rate limit.
-func (c *Client) Quota() crm.Quota {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.quota
-}
 
 // Schema implements crm.CRM: contacts and leads are both HubSpot contacts;
 // a lead is marked with lifecyclestage "lead".
@@ -278,7 +261,7 @@ func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Resul
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
 	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
-	resp, err := c.http.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return crm.FromError(err), false
 	}
@@ -319,7 +302,5 @@ func (c *Client) noteQuota(h http.Header) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return
 	}
-	c.mu.Lock()
-	c.quota = crm.Quota{Limit: maxV, Remaining: rem, Window: time.Duration(ms) * time.Millisecond, Known: true}
-	c.mu.Unlock()
+	c.SetQuota(crm.Quota{Limit: maxV, Remaining: rem, Window: time.Duration(ms) * time.Millisecond, Known: true})
 }

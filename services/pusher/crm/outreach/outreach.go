@@ -57,13 +57,12 @@ type Credentials struct {
 
 // Client is the Outreach plugin.
 type Client struct {
+	*crm.Conn
 	creds Credentials
-	http  *http.Client
 
 	mu     sync.Mutex
 	tokens map[string]oauth2.TokenSource // by API host
 	ids    map[string]int                // email -> prospect id
-	quota  crm.Quota
 }
 
 var (
@@ -73,7 +72,7 @@ var (
 
 // New returns the plugin.
 func New(creds Credentials, timeout time.Duration) *Client {
-	return &Client{creds: creds, http: &http.Client{Timeout: timeout}, tokens: map[string]oauth2.TokenSource{}, ids: map[string]int{}}
+	return &Client{Conn: crm.NewConn(timeout), creds: creds, tokens: map[string]oauth2.TokenSource{}, ids: map[string]int{}}
 }
 
 // Name implements crm.CRM.
@@ -81,19 +80,6 @@ func (c *Client) Name() string { return "outreach" }
 
 // MaxBatch implements crm.CRM.
 func (c *Client) MaxBatch() int { return MaxBatch }
-
-// Close implements crm.CRM.
-func (c *Client) Close() error {
-	c.http.CloseIdleConnections()
-	return nil
-}
-
-// Quota implements crm.QuotaReporter.
-func (c *Client) Quota() crm.Quota {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.quota
-}
 
 // Schema implements crm.CRM: contacts and leads are prospects.
 func (c *Client) Schema(objectType string) (mapping.Schema, bool) {
@@ -236,7 +222,7 @@ func (c *Client) tokenSource(host string, renew bool) oauth2.TokenSource {
 	if !ok || renew {
 		cfg := &oauth2.Config{ClientID: c.creds.ClientID, ClientSecret: c.creds.ClientSecret,
 			Endpoint: oauth2.Endpoint{TokenURL: host + "/oauth/token", AuthStyle: oauth2.AuthStyleInParams}}
-		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
+		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, c.HTTP)
 		ts = oauth2.ReuseTokenSource(nil, cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: c.creds.RefreshToken}))
 		c.tokens[host] = ts
 	}
@@ -270,7 +256,7 @@ func (c *Client) call(ctx context.Context, host, method, path string, body, out 
 			req.Header.Set("Content-Type", mediaType)
 		}
 		telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
-		resp, err := c.http.Do(req)
+		resp, err := c.HTTP.Do(req)
 		if err != nil {
 			return crm.FromError(err), nil, 0
 		}
@@ -320,7 +306,5 @@ func (c *Client) noteQuota(h http.Header) {
 	if reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil {
 		q.Reset = time.Unix(reset, 0)
 	}
-	c.mu.Lock()
-	c.quota = q
-	c.mu.Unlock()
+	c.SetQuota(q)
 }

@@ -75,13 +75,12 @@ type Credentials struct {
 
 // Client is the Salesforce plugin.
 type Client struct {
+	*crm.Conn
 	creds Credentials
-	http  *http.Client
 
 	mu       sync.Mutex
 	token    string
 	instance string
-	quota    crm.Quota
 }
 
 var (
@@ -91,7 +90,7 @@ var (
 
 // New returns a plugin for the connected app creds.
 func New(creds Credentials, timeout time.Duration) *Client {
-	return &Client{creds: creds, http: &http.Client{Timeout: timeout}}
+	return &Client{Conn: crm.NewConn(timeout), creds: creds}
 }
 
 // Name implements crm.CRM.
@@ -99,19 +98,6 @@ func (c *Client) Name() string { return "salesforce" }
 
 // MaxBatch implements crm.CRM.
 func (c *Client) MaxBatch() int { return MaxBatch }
-
-// Close implements crm.CRM.
-func (c *Client) Close() error {
-	c.http.CloseIdleConnections()
-	return nil
-}
-
-// Quota implements crm.QuotaReporter from Sforce-Limit-Info.
-func (c *Client) Quota() crm.Quota {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.quota
-}
 
 // Schema implements crm.CRM.
 func (c *Client) Schema(objectType string) (mapping.Schema, bool) {
@@ -263,7 +249,7 @@ func (c *Client) call(ctx context.Context, apiHost, method, path string, body an
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
-		resp, err := c.http.Do(req)
+		resp, err := c.HTTP.Do(req)
 		if err != nil {
 			return crm.FromError(err), nil, false
 		}
@@ -325,7 +311,7 @@ func (c *Client) session(ctx context.Context, apiHost string) (token, instance s
 		return "", "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.http.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return "", "", fmt.Errorf("token: %w", err)
 	}
@@ -372,7 +358,5 @@ func (c *Client) noteLimit(h string) {
 	if err1 != nil || err2 != nil {
 		return
 	}
-	c.mu.Lock()
-	c.quota = crm.Quota{Limit: l, Remaining: l - u, Known: true}
-	c.mu.Unlock()
+	c.SetQuota(crm.Quota{Limit: l, Remaining: l - u, Known: true})
 }
