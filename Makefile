@@ -3,7 +3,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 BIN := $(CURDIR)/bin
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-.PHONY: run test test-short lint bench bench-ingest build clean
+.PHONY: run test test-short lint bench bench-ingest bench-mesh build clean
 
 ## run: everything in one process (embedded NATS, services, CRM emulator)
 run: build
@@ -33,9 +33,15 @@ $(GOLANGCI_LINT):
 bench-ingest:
 	go test -run '^$$' -bench 'Ingest' -benchtime 3s ./services/ingest/
 
-## bench: every benchmark
+## bench-mesh: records through the whole mesh to HubSpot and Salesforce, both profiles
+## (RECORDSYNC_BENCH_RECORDS, default 100000)
+bench-mesh:
+	go test -run '^$$' -bench 'Mesh' -benchtime 1x -timeout 30m ./app/
+
+## bench: the package benchmarks, then the whole mesh
 bench:
-	go test -run '^$$' -bench . -benchtime 2s ./...
+	go test -run '^$$' -bench . -benchtime 2s ./services/... ./shared/...
+	$(MAKE) bench-mesh
 
 clean:
 	rm -rf $(BIN) data

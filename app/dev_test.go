@@ -31,7 +31,7 @@ const (
 
 // devStack is a running `recordsync dev` for a test.
 type devStack struct {
-	t    *testing.T
+	t    testing.TB
 	info app.DevInfo
 	js   jetstream.JetStream // as the operator
 	kv   jetstream.KeyValue  // sync_status
@@ -39,7 +39,7 @@ type devStack struct {
 
 // startDev runs dev in-process on free ports with its data in a temporary
 // directory, and stops it cleanly when the test ends.
-func startDev(t *testing.T, opts ...func(*app.Env)) *devStack {
+func startDev(t testing.TB, opts ...func(*app.Env)) *devStack {
 	t.Helper()
 	env := app.Env{
 		HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", CRMSimAddr: "127.0.0.1:0",
@@ -78,7 +78,7 @@ func startDev(t *testing.T, opts ...func(*app.Env)) *devStack {
 }
 
 // attach connects a test to a running dev described by info.
-func attach(t *testing.T, info app.DevInfo) *devStack {
+func attach(t testing.TB, info app.DevInfo) *devStack {
 	t.Helper()
 	s := &devStack{t: t, info: info}
 	nc := s.operator()
@@ -131,7 +131,7 @@ func (s *devStack) call(method, path, key string, body any, hdr ...string) respo
 	return call(s.t, method, s.info.HTTPURL+path, key, body, hdr...)
 }
 
-func call(t *testing.T, method, url, key string, body any, hdr ...string) response {
+func call(t testing.TB, method, url, key string, body any, hdr ...string) response {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {

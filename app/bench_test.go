@@ -1,0 +1,165 @@
+package app_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recordsync/record-sync/app"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// BenchmarkMesh pushes RECORDSYNC_BENCH_RECORDS records (default 100,000)
+// through the whole of dev, to HubSpot and Salesforce (the CRMs that take
+// batches; Outreach is one request per record), with no faults and the
+// emulators' limits raised, in both durability profiles. It reports
+// records/s from the first 202 to the last synced, CRM requests per
+// record, the share of full batches, p50/p99 from 202 to synced over a
+// sample, and the process's peak memory. Run it with make bench-mesh.
+func BenchmarkMesh(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("RECORDSYNC_BENCH_RECORDS")); err == nil && v > 0 {
+		n = v
+	}
+	for _, profile := range []string{"fast", "durable"} {
+		b.Run("profile="+profile, func(b *testing.B) { benchMesh(b, profile, n) })
+	}
+}
+
+func benchMesh(b *testing.B, profile string, n int) {
+	s := startDev(b, func(e *app.Env) { e.Profile = profile })
+	targets := []string{"hubspot", "salesforce"}
+	for _, tg := range targets {
+		call(b, "POST", s.info.HTTPURL+"/v1/sync/config-override", adminKey, map[string]any{"target": tg, "rate_limit_per_minute": 1_000_000})
+		call(b, "PUT", s.info.CRMSimURL+"/_sim/"+tg+"/faults", "", map[string]any{"rate_limit": 1_000_000, "rate_window_ms": 1000})
+	}
+	b.ResetTimer()
+	const batch = 500
+	var first time.Time
+	var once sync.Once
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for start := range work {
+				var buf bytes.Buffer
+				buf.WriteString(`{"events":[`)
+				for i := start; i < min(start+batch, n); i++ {
+					if i > start {
+						buf.WriteByte(',')
+					}
+					fmt.Fprintf(&buf, `{"record_id":"m-%d","operation":"create","targets":["hubspot","salesforce"],"data":{"email":"m%d@example.com","first_name":"F","last_name":"L%d"}}`, i, i, i)
+				}
+				buf.WriteString(`]}`)
+				req, _ := http.NewRequest("POST", s.info.HTTPURL+"/v1/sync/batch", &buf)
+				req.Header.Set("X-API-Key", syncKey)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != http.StatusAccepted {
+					b.Errorf("batch: %v %v", err, resp)
+					return
+				}
+				once.Do(func() { first = time.Now() })
+				resp.Body.Close()
+			}
+		}()
+	}
+	for start := 0; start < n; start += batch {
+		work <- start
+	}
+	close(work)
+	wg.Wait()
+	accepted := time.Since(first)
+	// Wait until every record is synced for both targets.
+	for {
+		st := call(b, "GET", s.info.HTTPURL+"/v1/sync/stats", syncKey, nil)
+		done := true
+		for _, tg := range targets {
+			if st.Body["targets"].(map[string]any)[tg].(map[string]any)["states"].(map[string]any)["synced"] != float64(n) {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		<-time.After(50 * time.Millisecond)
+	}
+	total := time.Since(first)
+	b.StopTimer()
+
+	requests := 0.0
+	for _, tg := range targets {
+		st := call(b, "GET", s.info.CRMSimURL+"/_sim/"+tg+"/stats", "", nil)
+		for _, c := range st.Body["requests_by_status"].(map[string]any) {
+			requests += c.(float64)
+		}
+	}
+	metrics := string(call(b, "GET", s.info.HTTPURL+"/metrics", "", nil).Raw)
+	full := map[string]float64{}
+	for tg, max := range map[string]string{"hubspot": "99", "salesforce": "199"} {
+		count := metricValue(metrics, `recordsync_push_batch_size_count{target="`+tg+`"}`)
+		below := metricValue(metrics, `recordsync_push_batch_size_bucket{target="`+tg+`",le="`+max+`"}`)
+		if count > 0 {
+			full[tg] = (count - below) / count
+		}
+	}
+	var lat []time.Duration
+	for i := 0; i < n; i += max(1, n/1000) {
+		rec := call(b, "GET", s.info.HTTPURL+"/v1/sync/status/m-"+strconv.Itoa(i), syncKey, nil)
+		var r status.Record
+		_ = json.Unmarshal(rec.Raw, &r)
+		for _, tg := range r.Targets {
+			if h := tg.History; len(h) > 0 {
+				lat = append(lat, h[len(h)-1].At.Sub(tg.OccurredAt))
+			}
+		}
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
+	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
+	b.ReportMetric(requests/float64(n*len(targets)), "requests/record")
+	b.ReportMetric(full["hubspot"]*100, "%full-hubspot")
+	b.ReportMetric(full["salesforce"]*100, "%full-salesforce")
+	b.ReportMetric(float64(pct(0.5).Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(pct(0.99).Milliseconds()), "p99-ms")
+	b.ReportMetric(peakRSSMB(), "peak-MB")
+	b.Logf("%s: %d records x 2 targets: accepted in %v, all synced after %v", profile, n, accepted.Round(time.Millisecond), total.Round(time.Millisecond))
+}
+
+func metricValue(text, series string) float64 {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, series+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(l, series)), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// peakRSSMB is the process's peak resident memory (VmHWM), in MB.
+func peakRSSMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
