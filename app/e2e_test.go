@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recordsync/record-sync/app"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
 )
@@ -464,30 +465,36 @@ func TestThreeTargets(t *testing.T) {
 }
 
 // TestOneCRMDownDoesNotSlowTheOthers: with HubSpot down, records for
-// Salesforce keep syncing; HubSpot's sync once it is back.
+// Salesforce and Outreach keep syncing; HubSpot's sync once it is back.
 func TestOneCRMDownDoesNotSlowTheOthers(t *testing.T) {
-	s := startDev(t)
+	// HubSpot's circuit opens while it is down; it probes again soon here.
+	s := startDev(t, func(e *app.Env) { e.CircuitOpenFor = 300 * time.Millisecond })
 	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "max_attempts": 100, "backoff": []string{"200ms"}}); r.Status != 200 {
 		t.Fatalf("override: %d %s", r.Status, r.Raw)
 	}
+	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "outreach", "rate_limit_per_minute": 6000}); r.Status != 200 {
+		t.Fatalf("override: %d %s", r.Status, r.Raw)
+	}
 	s.sim("PUT", "/faults", map[string]any{"down": true})
+	const n = 20
 	var events []any
-	for i := range 20 {
+	for i := range n {
 		ev := contact(fmt.Sprintf("dn-%d", i), fmt.Sprintf("dn%d@example.com", i), map[string]any{"last_name": "L"})
-		ev["targets"] = []string{"hubspot", "salesforce"}
+		ev["targets"] = []string{"hubspot", "salesforce", "outreach"}
 		events = append(events, ev)
 	}
 	if r := s.call("POST", "/v1/sync/batch", syncKey, map[string]any{"events": events}); r.Status != 202 {
 		t.Fatalf("batch: %d %s", r.Status, r.Raw)
 	}
-	for i := range 20 {
+	for i := range n {
 		s.waitState(fmt.Sprintf("dn-%d", i), "salesforce", status.StateSynced)
+		s.waitState(fmt.Sprintf("dn-%d", i), "outreach", status.StateSynced)
 	}
 	if r := s.call("GET", "/v1/sync/status/dn-0", syncKey, nil); strings.Contains(string(r.Raw), `"hubspot":{"state":"synced"`) {
 		t.Fatalf("hubspot synced while down: %s", r.Raw)
 	}
 	s.sim("PUT", "/faults", map[string]any{})
-	for i := range 20 {
+	for i := range n {
 		s.waitState(fmt.Sprintf("dn-%d", i), "hubspot", status.StateSynced)
 	}
 }
