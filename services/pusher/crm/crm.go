@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/recordsync/record-sync/shared/event"
@@ -125,6 +126,17 @@ type CRM interface {
 // ErrMissingIdentity is returned by Identify for an event the CRM cannot
 // match a record by.
 var ErrMissingIdentity = errors.New("missing identity")
+
+// EmailIdentity returns the email in fields[field], trimmed and
+// lower-cased, for a CRM that matches records by email.
+func EmailIdentity(crmName string, fields map[string]any, field string) (string, error) {
+	e, _ := fields[field].(string)
+	e = strings.ToLower(strings.TrimSpace(e))
+	if e == "" {
+		return "", fmt.Errorf("%s matches records by email, and the mapped record has none: %w", crmName, ErrMissingIdentity)
+	}
+	return e, nil
+}
 
 // Registry holds the CRM plugins by name.
 type Registry struct {

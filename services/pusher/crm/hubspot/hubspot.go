@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -88,12 +87,7 @@ func (c *Client) Schema(objectType string) (mapping.Schema, bool) {
 
 // Identify implements crm.CRM: HubSpot matches contacts by email.
 func (c *Client) Identify(_ *event.Event, fields map[string]any) (string, error) {
-	e, _ := fields["email"].(string)
-	e = strings.ToLower(strings.TrimSpace(e))
-	if e == "" {
-		return "", fmt.Errorf("hubspot matches contacts by email, and the mapped record has none: %w", crm.ErrMissingIdentity)
-	}
-	return e, nil
+	return crm.EmailIdentity(c.Name(), fields, "email")
 }
 
 // Payload implements crm.CRM: the batch input of the record.

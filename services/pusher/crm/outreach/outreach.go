@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -88,12 +87,7 @@ func (c *Client) Schema(objectType string) (mapping.Schema, bool) {
 
 // Identify implements crm.CRM: prospects are found by email.
 func (c *Client) Identify(_ *event.Event, fields map[string]any) (string, error) {
-	e, _ := fields["emails"].(string)
-	e = strings.ToLower(strings.TrimSpace(e))
-	if e == "" {
-		return "", fmt.Errorf("outreach finds prospects by email, and the mapped record has none: %w", crm.ErrMissingIdentity)
-	}
-	return e, nil
+	return crm.EmailIdentity(c.Name(), fields, "emails")
 }
 
 // Payload implements crm.CRM: the JSON:API document of a create.
