@@ -134,6 +134,7 @@ func benchMesh(b *testing.B, profile string, n int) {
 	b.ReportMetric(float64(pct(0.5).Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(pct(0.99).Milliseconds()), "p99-ms")
 	b.ReportMetric(peakRSSMB(), "peak-MB")
+	b.ReportMetric(metricValue(metrics, `recordsync_status_writes_total{result="ok"}`)/float64(n), "status-writes/record")
 	b.Logf("%s: %d records x 2 targets: accepted in %v, all synced after %v", profile, n, accepted.Round(time.Millisecond), total.Round(time.Millisecond))
 }
 

@@ -35,9 +35,17 @@ type Config struct {
 	Linger time.Duration
 	// MaxChanges bounds the changes gathered in one round.
 	MaxChanges int
+	// Hold is how long a record whose changes are all "queued" waits for
+	// its final state before "queued" is written alone: a record pushed
+	// within Hold costs one KV write instead of two (a fsync each in the
+	// durable profile), and shows "queued" at most Hold late.
+	Hold time.Duration
 	// Meter records writes and conflicts (none when nil).
 	Meter metric.Meter
 }
+
+// DefaultHold is Config.Hold when unset.
+const DefaultHold = 2 * time.Second
 
 // DefaultLinger is Config.Linger when unset.
 const DefaultLinger = 250 * time.Millisecond
@@ -59,6 +67,9 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Lo
 	}
 	if cfg.MaxChanges == 0 {
 		cfg.MaxChanges = 20_000
+	}
+	if cfg.Hold == 0 {
+		cfg.Hold = DefaultHold
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 100_000
@@ -82,7 +93,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("status consumer: %w", err)
 	}
-	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.MaxChanges, Size: mesh.Count, Buffer: 1024, Wait: s.cfg.Linger}, s.log, s.handle)
+	return s.consume(ctx, cons)
 }
 
 // pendingWrite is one record's new value on its way to KV.
@@ -90,52 +101,34 @@ type pendingWrite struct {
 	key     string
 	rec     status.Record
 	changes []status.Change
-	msgs    []int // indexes of the messages holding its changes
+	msgs    []jetstream.Msg // the messages holding its changes
+	since   time.Time       // when its first change arrived
 	base    uint64
 	counts  status.Delta // how this write moves the counters
 	raw     []byte
 	future  jetstream.PubAckFuture
 }
 
-// handle groups the changes of the fetched messages by record, writes each
-// changed record once, all writes in flight together, and fails exactly the
-// messages whose records could not be written.
-func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
-	errs := make([]error, len(msgs))
-	byKey := map[string]*pendingWrite{}
-	var order []*pendingWrite
-	for i, m := range msgs {
-		var b mesh.StatusBatch
-		if err := json.Unmarshal(m.Data(), &b); err != nil {
-			errs[i] = fmt.Errorf("%w: undecodable status batch: %w", mesh.ErrTerminal, err)
-			continue
-		}
-		for _, c := range b.Changes {
-			key := status.Key(c.RecordID)
-			w := byKey[key]
-			if w == nil {
-				w = &pendingWrite{key: key}
-				byKey[key] = w
-				order = append(order, w)
-			}
-			w.changes = append(w.changes, c)
-			if n := len(w.msgs); n == 0 || w.msgs[n-1] != i {
-				w.msgs = append(w.msgs, i)
-			}
-		}
+// write writes each record of writes once, all in flight together, and
+// returns the error of each write that failed.
+func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendingWrite]error {
+	failed := map[*pendingWrite]error{}
+	fail := func(w *pendingWrite, err error) {
+		s.log.Warn("status_write_failed", "record_key", w.key, "error", err.Error())
+		failed[w] = err
 	}
 	// Optimistic: start from the cached value (or an absent key) and let the
 	// revision check catch anything newer; read only for what it catches.
-	for _, w := range order {
+	for _, w := range writes {
 		w.rec, w.base = s.cache.get(w.key)
 	}
 	counts := status.Delta{}
-	todo := order
+	todo := writes
 	for attempt := 1; len(todo) > 0; attempt++ {
 		var inFlight []*pendingWrite
 		for _, w := range todo {
 			if err := s.publish(w); err != nil {
-				s.fail(errs, w, err)
+				fail(w, err)
 			} else if w.future != nil {
 				inFlight = append(inFlight, w)
 			}
@@ -156,14 +149,14 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 				}
 				s.writes.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
 				if !isWrongRevision(err) || attempt == maxAttempts {
-					s.fail(errs, w, fmt.Errorf("write status: %w", err))
+					fail(w, fmt.Errorf("write status: %w", err))
 				} else if err := s.reload(ctx, w); err != nil {
-					s.fail(errs, w, err)
+					fail(w, err)
 				} else {
 					todo = append(todo, w)
 				}
 			case <-ctx.Done():
-				s.fail(errs, w, ctx.Err())
+				fail(w, ctx.Err())
 			}
 		}
 	}
@@ -173,7 +166,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	if err := mesh.PublishCounts(ctx, s.js, counts, ""); err != nil {
 		s.log.Error("counters_not_updated", "error", err.Error())
 	}
-	return errs
+	return failed
 }
 
 // maxAttempts bounds the writes of one record in one batch when other
@@ -228,12 +221,6 @@ func (s *Service) reload(ctx context.Context, w *pendingWrite) error {
 	return nil
 }
 
-func (s *Service) fail(errs []error, w *pendingWrite, err error) {
-	s.log.Warn("status_write_failed", "record_key", w.key, "error", err.Error())
-	for _, i := range w.msgs {
-		errs[i] = err
-	}
-}
 
 func (s *Service) logChanges(w *pendingWrite) {
 	for _, c := range w.changes {

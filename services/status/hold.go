@@ -1,0 +1,147 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/status"
+)
+
+// consume gathers status changes and writes them: a record with a final
+// state (or a retry) at once, one whose changes are all "queued" when its
+// final state comes or Hold passes. A message is acked once every record
+// it carried is written, and naked when one of them could not be.
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return err
+	}
+	h := &holder{held: map[string]*pendingWrite{}, refs: map[jetstream.Msg]int{}, failed: map[jetstream.Msg]bool{}}
+	work := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		wait := time.Minute
+		if due, ok := h.nextDue(s.cfg.Hold); ok {
+			wait = max(time.Until(due), time.Millisecond)
+		}
+		cctx, cancel := context.WithTimeout(ctx, wait)
+		msgs, err := mesh.Collect(cctx, it, s.cfg.MaxChanges, s.cfg.Linger, mesh.Count)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			it.Stop()
+			return err
+		}
+		s.round(work, h, msgs, false)
+	}
+	// Stop pulling, take what the client holds, and write everything.
+	it.Drain()
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		msgs, err := mesh.Collect(dctx, it, s.cfg.MaxChanges, s.cfg.Linger, mesh.Count)
+		if err != nil || len(msgs) == 0 {
+			break
+		}
+		s.round(dctx, h, msgs, false)
+	}
+	s.round(dctx, h, nil, true)
+	return nil
+}
+
+// holder keeps the records waiting for their final state and how many
+// records of each message are not written yet.
+type holder struct {
+	held   map[string]*pendingWrite
+	refs   map[jetstream.Msg]int
+	failed map[jetstream.Msg]bool
+}
+
+// nextDue returns when the oldest held record must be written.
+func (h *holder) nextDue(hold time.Duration) (time.Time, bool) {
+	var due time.Time
+	for _, w := range h.held {
+		if d := w.since.Add(hold); due.IsZero() || d.Before(due) {
+			due = d
+		}
+	}
+	return due, !due.IsZero()
+}
+
+// round adds msgs to what is held, writes what is due (everything with
+// all), and settles the messages whose records are all written.
+func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, all bool) {
+	now := time.Now()
+	for _, m := range msgs {
+		var b mesh.StatusBatch
+		if err := json.Unmarshal(m.Data(), &b); err != nil {
+			s.log.Error("message_terminated", "subject", m.Subject(), "error", err.Error())
+			_ = m.TermWithReason(fmt.Sprintf("undecodable status batch: %v", err))
+			continue
+		}
+		seen := map[string]bool{}
+		for _, c := range b.Changes {
+			key := status.Key(c.RecordID)
+			w := h.held[key]
+			if w == nil {
+				w = &pendingWrite{key: key, since: now}
+				h.held[key] = w
+			}
+			w.changes = append(w.changes, c)
+			if !seen[key] {
+				seen[key] = true
+				w.msgs = append(w.msgs, m)
+				h.refs[m]++
+			}
+		}
+		if len(seen) == 0 {
+			_ = m.Ack()
+		}
+	}
+	var due []*pendingWrite
+	for key, w := range h.held {
+		if all || now.Sub(w.since) >= s.cfg.Hold || !onlyQueued(w.changes) {
+			due = append(due, w)
+			delete(h.held, key)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	failed := s.write(ctx, due)
+	for _, w := range due {
+		for _, m := range w.msgs {
+			if _, bad := failed[w]; bad {
+				h.failed[m] = true
+			}
+			if h.refs[m]--; h.refs[m] > 0 {
+				continue
+			}
+			var err error
+			if h.failed[m] {
+				err = m.NakWithDelay(time.Second)
+			} else {
+				err = m.Ack()
+			}
+			if err != nil {
+				s.log.Warn("settle_failed", "subject", m.Subject(), "error", err.Error())
+			}
+			delete(h.refs, m)
+			delete(h.failed, m)
+		}
+	}
+}
+
+// onlyQueued reports whether every change is a "queued": the record is
+// worth holding for its final state.
+func onlyQueued(changes []status.Change) bool {
+	for _, c := range changes {
+		if c.State != status.StateQueued && c.State != status.StateAccepted {
+			return false
+		}
+	}
+	return true
+}
