@@ -221,7 +221,6 @@ func (s *Service) reload(ctx context.Context, w *pendingWrite) error {
 	return nil
 }
 
-
 func (s *Service) logChanges(w *pendingWrite) {
 	for _, c := range w.changes {
 		if t := w.rec.Targets[c.Target]; t != nil && t.EventID == c.EventID && t.State == c.State {
