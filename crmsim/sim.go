@@ -221,6 +221,21 @@ func Hang(r *http.Request) {
 	}
 }
 
+// Answer finishes a request the CRM applied: with the JSON answer v, or,
+// when timeout is set, with none in time (Hang), as an ambiguous network
+// failure would. v nil writes no body.
+func Answer(w http.ResponseWriter, r *http.Request, timeout bool, status int, ct string, v any) {
+	if timeout {
+		Hang(r)
+		return
+	}
+	if v == nil {
+		w.WriteHeader(status)
+		return
+	}
+	WriteJSON(w, status, ct, v)
+}
+
 // WriteJSON writes v as JSON with status and content type ct.
 func WriteJSON(w http.ResponseWriter, status int, ct string, v any) {
 	w.Header().Set("Content-Type", ct)

@@ -307,16 +307,12 @@ func (c *CRM) batchUpsert(w http.ResponseWriter, r *http.Request, timeout bool, 
 	}
 	c.mu.Unlock()
 	resp.CompletedAt = time.Now().UTC()
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
 	status := http.StatusOK
 	if len(resp.Errors) > 0 {
 		status = http.StatusMultiStatus
 		resp.NumErrors = len(resp.Errors)
 	}
-	crmsim.WriteJSON(w, status, "application/json;charset=utf-8", resp)
+	crmsim.Answer(w, r, timeout, status, "application/json;charset=utf-8", resp)
 }
 
 // upsertLocked creates or updates the contact whose email is in.ID.
@@ -370,11 +366,7 @@ func (c *CRM) batchArchive(w http.ResponseWriter, r *http.Request, timeout bool,
 		c.archiveLocked(in.ID)
 	}
 	c.mu.Unlock()
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
 }
 
 func (c *CRM) archiveLocked(id string) bool {
@@ -451,11 +443,7 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool, _ flo
 	}
 	out := ct.json(nil)
 	c.mu.Unlock()
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	crmsim.WriteJSON(w, http.StatusCreated, "application/json;charset=utf-8", out)
+	crmsim.Answer(w, r, timeout, http.StatusCreated, "application/json;charset=utf-8", out)
 }
 
 func (c *CRM) get(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
@@ -504,22 +492,14 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool, _ flo
 		writeErr(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")
 		return
 	}
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=utf-8", out)
+	crmsim.Answer(w, r, timeout, http.StatusOK, "application/json;charset=utf-8", out)
 }
 
 func (c *CRM) archive(w http.ResponseWriter, r *http.Request, timeout bool, _ float64) {
 	c.mu.Lock()
 	c.archiveLocked(r.PathValue("id"))
 	c.mu.Unlock()
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
 }
 
 func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {

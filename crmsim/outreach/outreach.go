@@ -284,11 +284,7 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool) {
 	c.next++
 	out := p.resource()
 	c.mu.Unlock()
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	crmsim.WriteJSON(w, http.StatusCreated, mediaType, map[string]any{"data": out})
+	crmsim.Answer(w, r, timeout, http.StatusCreated, mediaType, map[string]any{"data": out})
 }
 
 func (c *CRM) find(w http.ResponseWriter, r *http.Request) (*prospect, bool) {
@@ -334,11 +330,7 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool) {
 	if !ok {
 		return
 	}
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	crmsim.WriteJSON(w, http.StatusOK, mediaType, map[string]any{"data": out})
+	crmsim.Answer(w, r, timeout, http.StatusOK, mediaType, map[string]any{"data": out})
 }
 
 func (c *CRM) delete(w http.ResponseWriter, r *http.Request, timeout bool) {
@@ -351,9 +343,5 @@ func (c *CRM) delete(w http.ResponseWriter, r *http.Request, timeout bool) {
 	if !ok {
 		return
 	}
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
 }

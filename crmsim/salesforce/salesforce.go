@@ -255,11 +255,7 @@ func (c *CRM) upsert(w http.ResponseWriter, r *http.Request, timeout bool, parti
 		out[i] = c.upsertLocked(typ, known, rec, partial)
 	}
 	c.mu.Unlock()
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", out)
+	crmsim.Answer(w, r, timeout, http.StatusOK, "application/json;charset=UTF-8", out)
 }
 
 func (c *CRM) upsertLocked(typ string, known []string, rec map[string]any, partial float64) itemResult {
@@ -349,9 +345,5 @@ func (c *CRM) deleteByExt(w http.ResponseWriter, r *http.Request, timeout bool, 
 	if !ok {
 		return
 	}
-	if timeout {
-		crmsim.Hang(r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
 }
