@@ -2,11 +2,12 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/recordsync/record-sync/shared/fastjson"
 )
 
 // ErrNotFound is returned for a record that has no status.
@@ -30,7 +31,7 @@ func (r *Reader) Get(ctx context.Context, recordID string) (Record, error) {
 		return Record{}, fmt.Errorf("read status: %w", err)
 	}
 	var rec Record
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+	if err := fastjson.Unmarshal(e.Value(), &rec); err != nil {
 		return Record{}, fmt.Errorf("decode status: %w", err)
 	}
 	return rec, nil

@@ -8,7 +8,6 @@ package hubspot
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
@@ -189,7 +189,7 @@ func itemErrors(errs []apiError) map[string]crm.Result {
 	out := map[string]crm.Result{}
 	for _, e := range errs {
 		res := crm.Result{Class: crm.Permanent, Code: e.Category, Message: e.Message}
-		if raw, err := json.Marshal(e); err == nil {
+		if raw, err := fastjson.Marshal(e); err == nil {
 			res.Excerpt = crm.Excerpt(raw)
 		}
 		if len(e.Errors) > 0 && e.Errors[0].Code != "" {
@@ -244,7 +244,7 @@ func setAll(results []crm.Result, idx []int, res crm.Result) {
 // call POSTs body as JSON; for a 200, 204 or 207 it decodes the answer into
 // out and reports ok, otherwise it returns the classified failure.
 func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Result, bool) {
-	b, err := json.Marshal(body)
+	b, err := fastjson.Marshal(body)
 	if err != nil {
 		return crm.Result{Class: crm.Permanent, Code: "ENCODE", Message: err.Error()}, false
 	}
@@ -268,14 +268,14 @@ func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Resul
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusMultiStatus, http.StatusNoContent:
 		if out != nil && len(raw) > 0 {
-			if err := json.Unmarshal(raw, out); err != nil {
+			if err := fastjson.Unmarshal(raw, out); err != nil {
 				return crm.Result{Class: crm.Transient, Code: "DECODE", Message: "undecodable HubSpot answer: " + err.Error()}, false
 			}
 		}
 		return crm.Result{}, true
 	}
 	var e apiError
-	_ = json.Unmarshal(raw, &e) // the status alone classifies an unreadable body
+	_ = fastjson.Unmarshal(raw, &e) // the status alone classifies an unreadable body
 	code := e.Category
 	if resp.StatusCode == http.StatusTooManyRequests && e.PolicyName != "" {
 		code = "RATE_LIMIT:" + e.PolicyName

@@ -9,7 +9,6 @@ package outreach
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
@@ -234,7 +234,7 @@ func (c *Client) call(ctx context.Context, host, method, path string, body, out 
 		}
 		var rd io.Reader
 		if body != nil {
-			b, err := json.Marshal(body)
+			b, err := fastjson.Marshal(body)
 			if err != nil {
 				return crm.Result{Class: crm.Permanent, Code: "ENCODE", Message: err.Error()}, nil, 0
 			}
@@ -265,7 +265,7 @@ func (c *Client) call(ctx context.Context, host, method, path string, body, out 
 		}
 		if resp.StatusCode/100 == 2 {
 			if out != nil && len(raw) > 0 {
-				if err := json.Unmarshal(raw, out); err != nil {
+				if err := fastjson.Unmarshal(raw, out); err != nil {
 					return crm.Result{Class: crm.Transient, Code: "DECODE", Message: err.Error(), Excerpt: crm.Excerpt(raw), Whole: true}, raw, 0
 				}
 			}
@@ -278,7 +278,7 @@ func (c *Client) call(ctx context.Context, host, method, path string, body, out 
 				Title  string `json:"title"`
 			} `json:"errors"`
 		}
-		_ = json.Unmarshal(raw, &e) // the status alone classifies an unreadable body
+		_ = fastjson.Unmarshal(raw, &e) // the status alone classifies an unreadable body
 		code, msg := "", strings.TrimSpace(string(raw[:min(len(raw), 200)]))
 		if len(e.Errors) > 0 {
 			code, msg = e.Errors[0].ID, e.Errors[0].Detail

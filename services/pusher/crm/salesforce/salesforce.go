@@ -27,6 +27,7 @@ import (
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
@@ -197,7 +198,7 @@ func (c *Client) upsert(ctx context.Context, apiHost, typ string, recs []crm.Rec
 		return
 	}
 	var items []itemResult
-	if err := json.Unmarshal(raw, &items); err != nil || len(items) != len(idx) {
+	if err := fastjson.Unmarshal(raw, &items); err != nil || len(items) != len(idx) {
 		for _, i := range idx {
 			results[i] = crm.Result{Class: crm.Transient, Code: "DECODE", Message: "unexpected Salesforce answer", Excerpt: crm.Excerpt(raw), Whole: true}
 		}
@@ -214,7 +215,7 @@ func (c *Client) upsert(ctx context.Context, apiHost, typ string, recs []crm.Rec
 			e := it.Errors[0]
 			r.Code, r.Message = e.ErrorCode+e.StatusCode, e.Message
 		}
-		if b, err := json.Marshal(it); err == nil {
+		if b, err := fastjson.Marshal(it); err == nil {
 			r.Excerpt = crm.Excerpt(b)
 		}
 		switch r.Code {
@@ -236,7 +237,7 @@ func (c *Client) call(ctx context.Context, apiHost, method, path string, body an
 		}
 		var rd io.Reader
 		if body != nil {
-			b, err := json.Marshal(body)
+			b, err := fastjson.Marshal(body)
 			if err != nil {
 				return crm.Result{Class: crm.Permanent, Code: "ENCODE", Message: err.Error()}, nil, false
 			}
@@ -266,7 +267,7 @@ func (c *Client) call(ctx context.Context, apiHost, method, path string, body an
 			Message   string `json:"message"`
 			ErrorCode string `json:"errorCode"`
 		}
-		_ = json.Unmarshal(raw, &errs) // the status alone classifies an unreadable body
+		_ = fastjson.Unmarshal(raw, &errs) // the status alone classifies an unreadable body
 		code, msg := "", strings.TrimSpace(string(raw[:min(len(raw), 200)]))
 		if len(errs) > 0 {
 			code, msg = errs[0].ErrorCode, errs[0].Message
