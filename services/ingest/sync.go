@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/valid"
 )
@@ -96,7 +96,7 @@ func (s *Service) syncOne(ctx context.Context, in *syncInput) (*syncOutput, erro
 	if err := s.overBacklog(ev.Targets); err != nil {
 		return nil, err
 	}
-	ack, err := s.publish(ctx, mesh.SubjectIn, ev.EventID, &ev)
+	ack, err := s.publish(ctx, mesh.SubjectIn, ev.EventID, &ev, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -104,20 +104,22 @@ func (s *Service) syncOne(ctx context.Context, in *syncInput) (*syncOutput, erro
 	return &syncOutput{Body: Accepted{RecordID: ev.RecordID, EventID: ev.EventID, Status: "accepted", Duplicate: ack.Duplicate, StatusURL: s.statusURL(ev.RecordID)}}, nil
 }
 
-// publish stores v on subject and returns once JetStream acknowledged it.
-func (s *Service) publish(ctx context.Context, subject, msgID string, v any) (*jetstream.PubAck, error) {
+// publish stores v, holding count events, on subject and returns once
+// JetStream acknowledged it.
+func (s *Service) publish(ctx context.Context, subject, msgID string, v any, count int) (*jetstream.PubAck, error) {
 	if !s.deps.NC.IsConnected() {
 		// Fail now rather than after the publish timeout: nothing is stored.
 		return nil, huma.ErrorWithHeaders(huma.Error503ServiceUnavailable("NATS is unreachable; nothing was accepted, retry"),
 			http.Header{"Retry-After": {"1"}})
 	}
-	b, err := json.Marshal(v)
+	b, err := fastjson.Marshal(v)
 	if err != nil {
 		return nil, huma.Error500InternalServerError("encode event")
 	}
 	m := nats.NewMsg(subject)
 	m.Data = b
 	m.Header.Set(mesh.HeaderMsgID, msgID)
+	m.Header.Set(mesh.HeaderCount, strconv.Itoa(count))
 	mesh.InjectTrace(ctx, m.Header)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -190,7 +192,7 @@ func (s *Service) syncBatch(ctx context.Context, in *batchInput) (*batchOutput, 
 		if err := s.overBacklog(keys(targets)); err != nil {
 			return nil, err
 		}
-		ack, err := s.publish(ctx, mesh.SubjectInBatch, batchID(ok), mesh.Batch{Events: ok})
+		ack, err := s.publish(ctx, mesh.SubjectInBatch, batchID(ok), mesh.Batch{Events: ok}, len(ok))
 		if err != nil {
 			return nil, err
 		}

@@ -66,7 +66,7 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-func TestChunks(t *testing.T) {
+func TestWaves(t *testing.T) {
 	recs := func(ids ...string) []crm.Record {
 		var out []crm.Record
 		for _, id := range ids {
@@ -78,18 +78,19 @@ func TestChunks(t *testing.T) {
 		name string
 		recs []crm.Record
 		size int
-		want [][]int
+		want [][][]int
 	}{
-		{"fits", recs("a", "b", "c"), 3, [][]int{{0, 1, 2}}},
-		{"splits at size", recs("a", "b", "c"), 2, [][]int{{0, 1}, {2}}},
-		{"one identity twice goes to the next request", recs("a", "b", "a", "c"), 10, [][]int{{0, 1, 3}, {2}}},
-		{"three times", recs("a", "a", "a"), 10, [][]int{{0}, {1}, {2}}},
+		{"fits", recs("a", "b", "c"), 3, [][][]int{{{0, 1, 2}}}},
+		{"splits at size, one wave", recs("a", "b", "c"), 2, [][][]int{{{0, 1}, {2}}}},
+		{"one identity twice goes to the next wave", recs("a", "b", "a", "c"), 10, [][][]int{{{0, 1, 3}}, {{2}}}},
+		{"across requests of a wave too", recs("a", "b", "c", "a"), 2, [][][]int{{{0, 1}, {2}}, {{3}}}},
+		{"three times", recs("a", "a", "a"), 10, [][][]int{{{0}}, {{1}}, {{2}}}},
 		{"none", nil, 5, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, chunks(tt.recs, tt.size)); diff != "" {
-				t.Fatalf("chunks (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.want, waves(tt.recs, tt.size)); diff != "" {
+				t.Fatalf("waves (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
@@ -46,9 +49,11 @@ type Worker struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	limiter      *rate.Limiter
-	limit        int
-	blockedUntil time.Time
+	limiter *rate.Limiter
+	limit   int
+	pause   pause // set by a 429, a Retry-After or a spent quota
+
+	itemsPerMsg float64 // in the last round's messages
 
 	results  metric.Int64Counter
 	retries  metric.Int64Counter
@@ -142,19 +147,19 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		// An open circuit takes no work; a half-open one takes one message
-		// as a probe.
-		size := tc.BatchSize
+		// as a probe, pushed one request at a time.
+		size := w.fetchSize(tc)
 		switch w.breaker.state(ctx, w.configs, target) {
 		case gobreaker.StateOpen:
 			mesh.Sleep(ctx, 250*time.Millisecond)
 			continue
 		case gobreaker.StateHalfOpen:
-			size = 1
+			size, tc.Concurrency = 1, 1
 		}
-		// One fetch is one batch: it ends at batch_size messages or after
-		// flush_interval, and every message it delivers is handled, so
-		// nothing sits in a client buffer when the target is disabled or
-		// the process stops.
+		// One fetch is one round: it ends at enough messages for
+		// concurrency full batches or after flush_interval, and every
+		// message it delivers is handled, so nothing sits in a client
+		// buffer when the target is disabled or the process stops.
 		batch, err := cons.Fetch(size, jetstream.FetchMaxWait(time.Duration(tc.FlushInterval)))
 		var msgs []jetstream.Msg
 		if err == nil {
@@ -164,6 +169,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			err = batch.Error()
 		}
 		if len(msgs) > 0 {
+			w.learnItemsPerMsg(msgs)
 			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 			stop := w.keepAlive(msgs)
 			errs := w.handle(hctx, tc, msgs)
@@ -177,6 +183,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// fetchSize is how many messages make a round of tc.Concurrency full
+// batches, given how many items recent messages carried: one each from a
+// trickle of single events, up to mesh.MaxWorkItems under a backlog.
+func (w *Worker) fetchSize(tc config.Target) int {
+	want := tc.BatchSize * max(tc.Concurrency, 1)
+	return min(max(int(math.Ceil(float64(want)/max(w.itemsPerMsg, 1))), 1), want)
+}
+
+// learnItemsPerMsg remembers how many items msgs carried on average.
+func (w *Worker) learnItemsPerMsg(msgs []jetstream.Msg) {
+	n := 0
+	for _, m := range msgs {
+		n += mesh.Count(m)
+	}
+	w.itemsPerMsg = float64(n) / float64(len(msgs))
 }
 
 // keepAlive tells JetStream every third of AckWait that msgs are still
@@ -321,7 +344,10 @@ func (w *Worker) dropSuperseded(ctx context.Context, items []pending) []pending 
 	return out
 }
 
-// push sends items in chunks of the batch size and records each outcome.
+// push sends items in requests of the batch size, up to tc.Concurrency of
+// them in flight at once, and records each outcome. Records that share an
+// identity in the CRM go in successive waves, in their order, so that
+// concurrent requests never race on one CRM record.
 func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, out *outcome) {
 	var recs []crm.Record
 	var sent []pending
@@ -335,68 +361,85 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 		recs = append(recs, rec)
 		sent = append(sent, p)
 	}
-	for _, chunk := range chunks(recs, min(tc.BatchSize, w.crm.MaxBatch())) {
-		batch := make([]crm.Record, len(chunk))
-		for i, j := range chunk {
-			batch[i] = recs[j]
-		}
-		if err := w.waitTurn(ctx, tc); err != nil {
-			for _, j := range chunk {
-				w.settle(tc, sent[j], crm.Result{Class: crm.Transient, Code: "SHUTDOWN", Message: err.Error()}, out)
+	w.limits(tc)
+	for _, wave := range waves(recs, min(tc.BatchSize, w.crm.MaxBatch())) {
+		results := make([][]crm.Result, len(wave))
+		var g errgroup.Group
+		g.SetLimit(max(tc.Concurrency, 1))
+		for k, chunk := range wave {
+			batch := make([]crm.Record, len(chunk))
+			for i, j := range chunk {
+				batch[i] = recs[j]
 			}
-			continue
+			g.Go(func() error {
+				results[k] = w.request(ctx, tc, batch, sent, chunk)
+				return nil
+			})
 		}
-		// Each event's trace gets a span for its push; the CRM request is one
-		// span linked to all of them, and its trace context goes with the
-		// request.
-		links := make([]trace.Link, 0, len(chunk))
-		spans := make([]trace.Span, 0, len(chunk))
-		for _, j := range chunk {
-			it := sent[j].item
-			_, sp := w.tracer.Start(it.Context(ctx), "push "+w.crm.Name(), trace.WithAttributes(
-				attribute.String("record_id", it.RecordID), attribute.String("event_id", it.EventID), attribute.Int("attempt", it.Attempt+1)))
-			spans = append(spans, sp)
-			links = append(links, trace.Link{SpanContext: sp.SpanContext()})
-		}
-		pctx, pspan := w.tracer.Start(ctx, "crm request "+w.crm.Name(), trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
-			trace.WithAttributes(attribute.Int("records", len(batch))))
-		start := time.Now()
-		results := w.breaker.push(len(batch), func() []crm.Result { return w.crm.Push(pctx, tc.APIHost, batch) })
-		took := time.Since(start)
-		pspan.End()
-		for i, sp := range spans {
-			sp.SetAttributes(attribute.String("result", results[i].Class.String()), attribute.String("code", results[i].Code))
-			sp.AddLink(trace.Link{SpanContext: pspan.SpanContext()})
-			sp.End()
-		}
-		ids := make([]string, len(batch))
-		for i, r := range batch {
-			ids[i] = r.Event.RecordID
-		}
-		w.log.Info("crm_push", "records", len(batch), "record_ids", ids, "duration_ms", took.Milliseconds(), "trace_id", pspan.SpanContext().TraceID().String())
-		target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
-		w.batches.Record(ctx, int64(len(batch)), target)
-		w.duration.Record(ctx, took.Seconds(), target)
-		if qr, ok := w.crm.(crm.QuotaReporter); ok {
-			// The CRM's own count says its window is used up: wait until it
-			// resets (a tenth of the window when it does not say when)
-			// instead of drawing a 429.
-			if q := qr.Quota(); q.Known && q.Remaining <= 0 {
-				until := w.now().Add(min(q.Window/10, 10*time.Second))
-				if !q.Reset.IsZero() {
-					until = q.Reset
-				}
-				w.blockedUntil = maxTime(w.blockedUntil, until)
+		_ = g.Wait()
+		for k, chunk := range wave {
+			for i, j := range chunk {
+				w.settle(tc, sent[j], results[k][i], out)
 			}
-		}
-		for i, j := range chunk {
-			res := results[i]
-			if res.Class == crm.RateLimited {
-				w.blockedUntil = maxTime(w.blockedUntil, w.now().Add(max(res.RetryAfter, time.Second)))
-			}
-			w.settle(tc, sent[j], res, out)
 		}
 	}
+}
+
+// request sends one batch, the records sent[j] of chunk, once the rate
+// limit allows, and returns a result per record.
+func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Record, sent []pending, chunk []int) []crm.Result {
+	if err := w.waitTurn(ctx, tc); err != nil {
+		return crm.All(len(batch), crm.Result{Class: crm.Transient, Code: "SHUTDOWN", Message: err.Error()})
+	}
+	// Each event's trace gets a span for its push; the CRM request is one
+	// span linked to all of them, and its trace context goes with the
+	// request.
+	links := make([]trace.Link, 0, len(chunk))
+	spans := make([]trace.Span, 0, len(chunk))
+	for _, j := range chunk {
+		it := sent[j].item
+		_, sp := w.tracer.Start(it.Context(ctx), "push "+w.crm.Name(), trace.WithAttributes(
+			attribute.String("record_id", it.RecordID), attribute.String("event_id", it.EventID), attribute.Int("attempt", it.Attempt+1)))
+		spans = append(spans, sp)
+		links = append(links, trace.Link{SpanContext: sp.SpanContext()})
+	}
+	pctx, pspan := w.tracer.Start(ctx, "crm request "+w.crm.Name(), trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("records", len(batch))))
+	start := time.Now()
+	results := w.breaker.push(len(batch), func() []crm.Result { return w.crm.Push(pctx, tc.APIHost, batch) })
+	took := time.Since(start)
+	pspan.End()
+	for i, sp := range spans {
+		sp.SetAttributes(attribute.String("result", results[i].Class.String()), attribute.String("code", results[i].Code))
+		sp.AddLink(trace.Link{SpanContext: pspan.SpanContext()})
+		sp.End()
+	}
+	ids := make([]string, len(batch))
+	for i, r := range batch {
+		ids[i] = r.Event.RecordID
+	}
+	w.log.Info("crm_push", "records", len(batch), "record_ids", ids, "duration_ms", took.Milliseconds(), "trace_id", pspan.SpanContext().TraceID().String())
+	target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
+	w.batches.Record(ctx, int64(len(batch)), target)
+	w.duration.Record(ctx, took.Seconds(), target)
+	if qr, ok := w.crm.(crm.QuotaReporter); ok {
+		// The CRM's own count says its window is used up: wait until it
+		// resets (a tenth of the window when it does not say when)
+		// instead of drawing a 429.
+		if q := qr.Quota(); q.Known && q.Remaining <= 0 {
+			until := w.now().Add(min(q.Window/10, 10*time.Second))
+			if !q.Reset.IsZero() {
+				until = q.Reset
+			}
+			w.pause.until(until)
+		}
+	}
+	for _, res := range results {
+		if res.Class == crm.RateLimited {
+			w.pause.until(w.now().Add(max(res.RetryAfter, time.Second)))
+		}
+	}
+	return results
 }
 
 // Prepare maps ev with the target's mapping in force and identifies it in
@@ -423,53 +466,58 @@ func Prepare(c crm.CRM, mappings *mapping.Store, ev *event.Event) (crm.Record, *
 	return crm.Record{Event: ev, Identity: id, Fields: fields}, nil
 }
 
-// chunks splits recs into requests of at most size records, in order, with
-// no identity twice in one request: two records of System A that share an
-// email are one contact to HubSpot, and a batch naming it twice is refused
-// whole.
-func chunks(recs []crm.Record, size int) [][]int {
-	var out [][]int
-	var cur []int
-	seen := map[string]bool{}
-	var deferred []int
-	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-		}
-		cur, seen = nil, map[string]bool{}
-	}
+// waves splits recs into requests of at most size records, in order: a
+// wave holds each identity at most once, so its requests may run
+// concurrently, and a record whose identity is already in the wave goes to
+// the next one. Two records of System A that share an email are one
+// HubSpot contact: a batch naming it twice is refused whole, and two
+// concurrent requests would race on it.
+func waves(recs []crm.Record, size int) [][][]int {
+	var out [][][]int
 	next := make([]int, len(recs))
 	for i := range next {
 		next[i] = i
 	}
 	for len(next) > 0 {
+		var wave [][]int
+		var cur, deferred []int
+		seen := make(map[string]bool, len(next))
 		for _, i := range next {
-			if seen[recs[i].Identity] || len(cur) == size {
+			if seen[recs[i].Identity] {
 				deferred = append(deferred, i)
 				continue
 			}
 			seen[recs[i].Identity] = true
+			if len(cur) == size {
+				wave = append(wave, cur)
+				cur = nil
+			}
 			cur = append(cur, i)
 		}
-		flush()
-		next, deferred = deferred, nil
+		out = append(out, append(wave, cur))
+		next = deferred
 	}
 	return out
 }
 
-// waitTurn waits for the rate limit (this process's, then all pushers'
-// together) and for any Retry-After the CRM gave.
-func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
+// limits makes the local limiter follow tc's rate limit.
+func (w *Worker) limits(tc config.Target) {
 	if w.limiter == nil || w.limit != tc.RateLimitPerMinute {
 		perSec := rate.Limit(float64(tc.RateLimitPerMinute) / 60)
 		w.limiter = rate.NewLimiter(perSec, 1)
 		w.limit = tc.RateLimitPerMinute
 	}
+}
+
+// waitTurn waits for the rate limit (this process's, then all pushers'
+// together) and for any Retry-After the CRM gave. Concurrent requests of
+// one worker may wait together.
+func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 	start := time.Now()
 	defer func() {
 		w.waits.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("target", w.crm.Name())))
 	}()
-	if d := w.blockedUntil.Sub(w.now()); d > 0 {
+	if d := w.pause.left(w.now()); d > 0 {
 		w.log.Warn("rate_limited_pause", "wait_ms", d.Milliseconds())
 		mesh.Sleep(ctx, d)
 	}
@@ -571,6 +619,27 @@ func (w *Worker) publish(ctx context.Context, msgs []jetstream.Msg, out outcome)
 		fs = append(fs, f)
 	}
 	return mesh.WaitAcks(ctx, fs)
+}
+
+// pause is the time before which a target takes no request, safe for
+// concurrent requests.
+type pause struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+// until extends the pause to t.
+func (p *pause) until(t time.Time) {
+	p.mu.Lock()
+	p.at = maxTime(p.at, t)
+	p.mu.Unlock()
+}
+
+// left returns how long the pause still lasts at now.
+func (p *pause) left(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.at.Sub(now)
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,8 +32,11 @@ type Config struct {
 	Limits event.Limits
 	// DefaultTargets receive an event that names none.
 	DefaultTargets []string
-	// FetchBatch is how many inbound messages are taken at once.
-	FetchBatch int
+	// BatchEvents is about how many inbound events are handled together
+	// (a message's events are never split): enough to publish few, large
+	// messages, few enough that the pushers get work while the rest is
+	// routed.
+	BatchEvents int
 	// Meter records decisions and rejections (none when nil).
 	Meter metric.Meter
 	// Tracing traces routing (nothing recorded when nil).
@@ -53,8 +57,8 @@ type Service struct {
 
 // New returns the rules service.
 func New(js jetstream.JetStream, store *rules.Store, cfg Config, log *slog.Logger) (*Service, error) {
-	if cfg.FetchBatch == 0 {
-		cfg.FetchBatch = 64
+	if cfg.BatchEvents == 0 {
+		cfg.BatchEvents = 1000
 	}
 	s := &Service{js: js, rules: store, cfg: cfg, log: log, now: time.Now, tracer: telemetry.Tracer(cfg.Tracing, "rules")}
 	m := telemetry.Or(cfg.Meter)
@@ -80,7 +84,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rules consumer: %w", err)
 	}
-	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.FetchBatch, Wait: 2 * time.Millisecond}, s.log, s.handle)
+	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.BatchEvents, Size: mesh.Count, Buffer: 64, Wait: 2 * time.Millisecond}, s.log, s.handle)
 }
 
 // handle routes a batch of inbound messages. Everything derived from them
@@ -166,11 +170,13 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 		futures = futures[:0]
 	}
 	for target, w := range work {
-		f, err := mesh.PublishWorkAsync(s.js, target, id+":"+target, w, nil)
-		if err != nil {
-			return failAll(errs, err)
+		for k, part := range slices.Collect(slices.Chunk(w.Items, mesh.MaxWorkItems)) {
+			f, err := mesh.PublishWorkAsync(s.js, target, id+":"+target+":"+strconv.Itoa(k), &mesh.Work{Items: part}, nil)
+			if err != nil {
+				return failAll(errs, err)
+			}
+			futures = append(futures, f)
 		}
-		futures = append(futures, f)
 	}
 	if err := mesh.WaitAcks(ctx, futures); err != nil {
 		return failAll(errs, err)

@@ -23,7 +23,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	base := config.Target{Target: "hubspot", BatchSize: 100, FlushInterval: config.Duration(time.Second), RateLimitPerMinute: 600,
+	base := config.Target{Target: "hubspot", BatchSize: 100, FlushInterval: config.Duration(time.Second), RateLimitPerMinute: 600, Concurrency: 4,
 		APIHost: "https://api.hubapi.com", Enabled: true, MaxAttempts: 3, Backoff: []config.Duration{config.Duration(time.Second)}, MaxBacklog: 10}
 	tests := []struct {
 		name   string
@@ -35,6 +35,8 @@ func TestValidate(t *testing.T) {
 		{"zero batch", func(t *config.Target) { t.BatchSize = 0 }, "body.batch_size"},
 		{"flush too long", func(t *config.Target) { t.FlushInterval = config.Duration(time.Hour) }, "body.flush_interval"},
 		{"no rate", func(t *config.Target) { t.RateLimitPerMinute = 0 }, "body.rate_limit_per_minute"},
+		{"no concurrency", func(t *config.Target) { t.Concurrency = 0 }, "body.concurrency"},
+		{"more concurrency than Salesforce allows", func(t *config.Target) { t.Concurrency = 26 }, "body.concurrency"},
 		{"relative host", func(t *config.Target) { t.APIHost = "/hubspot" }, "body.api_host"},
 		{"no attempts", func(t *config.Target) { t.MaxAttempts = 0 }, "body.max_attempts"},
 		{"no backoff", func(t *config.Target) { t.Backoff = nil }, "body.backoff"},

@@ -51,6 +51,7 @@ type Target struct {
 	BatchSize          int        `json:"batch_size" doc:"Records per CRM request, at most the CRM's maximum"`
 	FlushInterval      Duration   `json:"flush_interval" doc:"Longest wait before a partial batch is pushed"`
 	RateLimitPerMinute int        `json:"rate_limit_per_minute" doc:"CRM requests per minute, across all pusher processes"`
+	Concurrency        int        `json:"concurrency" doc:"CRM requests in flight at once, per pusher process"`
 	APIHost            string     `json:"api_host" doc:"Base URL of the CRM API"`
 	Enabled            bool       `json:"enabled" doc:"When false, work for this target waits in its stream"`
 	MaxAttempts        int        `json:"max_attempts" doc:"Pushes tried before an event is dead-lettered"`
@@ -58,11 +59,16 @@ type Target struct {
 	MaxBacklog         int        `json:"max_backlog" doc:"Pending records past which ingest answers 503"`
 }
 
+// MaxConcurrency bounds a target's concurrency: Salesforce, for one, allows
+// 25 long-running requests at once per org.
+const MaxConcurrency = 25
+
 // Override is a partial Target: the fields set replace the effective ones.
 type Override struct {
 	BatchSize          *int       `json:"batch_size,omitempty"`
 	FlushInterval      *Duration  `json:"flush_interval,omitempty"`
 	RateLimitPerMinute *int       `json:"rate_limit_per_minute,omitempty"`
+	Concurrency        *int       `json:"concurrency,omitempty"`
 	APIHost            *string    `json:"api_host,omitempty"`
 	Enabled            *bool      `json:"enabled,omitempty"`
 	MaxAttempts        *int       `json:"max_attempts,omitempty"`
@@ -79,6 +85,7 @@ func (o Override) Apply(t Target) Target {
 	}
 	set(&t.BatchSize, o.BatchSize)
 	set(&t.RateLimitPerMinute, o.RateLimitPerMinute)
+	set(&t.Concurrency, o.Concurrency)
 	set(&t.MaxAttempts, o.MaxAttempts)
 	set(&t.MaxBacklog, o.MaxBacklog)
 	if o.FlushInterval != nil {
@@ -108,6 +115,9 @@ func (t Target) Validate(prefix string, maxBatch int) valid.Errors {
 	}
 	if t.RateLimitPerMinute < 1 || t.RateLimitPerMinute > 1_000_000 {
 		errs.Add(prefix+".rate_limit_per_minute", "must be 1 to 1000000", t.RateLimitPerMinute)
+	}
+	if t.Concurrency < 1 || t.Concurrency > MaxConcurrency {
+		errs.Add(prefix+".concurrency", fmt.Sprintf("must be 1 to %d", MaxConcurrency), t.Concurrency)
 	}
 	if u, err := url.Parse(t.APIHost); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs.Add(prefix+".api_host", "must be an absolute http or https URL", t.APIHost)

@@ -98,8 +98,10 @@ const (
 	HeaderSubject = "Recordsync-Subject"
 	// HeaderIncr is JetStream's counter increment header.
 	HeaderIncr = "Nats-Incr"
-	// HeaderCount is the number of items of a Work message or changes of a
-	// StatusBatch, so that a consumer can size its batches without decoding.
+	// HeaderCount is the number of events of an inbound batch (set by the
+	// HTTP edge; a hint only, 1 when absent), items of a Work message or
+	// changes of a StatusBatch, so that a consumer can size its batches
+	// without decoding.
 	HeaderCount = "Recordsync-Count"
 	// HeaderNotBefore holds the RFC 3339 time before which a retried Work
 	// message must not be pushed.
@@ -125,10 +127,15 @@ type Item struct {
 }
 
 // Work is the body of a SubjectPush message: items for one target, in the
-// order the rules service saw them.
+// order the rules service saw them, at most MaxWorkItems.
 type Work struct {
 	Items []Item `json:"items"`
 }
+
+// MaxWorkItems bounds the items of one Work message, the largest batch a
+// CRM takes (Salesforce's 200), so that a pusher fetches about as much work
+// as it can push at once.
+const MaxWorkItems = 200
 
 // StatusBatch is the body of a SubjectStatus message.
 type StatusBatch struct {
