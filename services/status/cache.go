@@ -1,7 +1,6 @@
 package status
 
 import (
-	"encoding/json"
 	"sync"
 
 	"github.com/recordsync/record-sync/shared/status"
@@ -19,7 +18,7 @@ type cache struct {
 }
 
 type cached struct {
-	raw []byte // the record, encoded; decoded anew for each use
+	rec status.Record // as written; never changed, only cloned
 	rev uint64
 }
 
@@ -38,17 +37,17 @@ func (c *cache) get(key string) (status.Record, uint64) {
 		}
 	}
 	c.mu.Unlock()
-	var rec status.Record
-	if !ok || json.Unmarshal(e.raw, &rec) != nil {
+	if !ok {
 		return status.Record{}, 0
 	}
-	return rec, e.rev
+	return e.rec.Clone(), e.rev
 }
 
-// put caches raw, the encoded record written at revision rev.
-func (c *cache) put(key string, raw []byte, rev uint64) {
+// put caches rec, written at revision rev. The caller must not change rec
+// afterwards.
+func (c *cache) put(key string, rec status.Record, rev uint64) {
 	c.mu.Lock()
-	c.putLocked(key, cached{raw: raw, rev: rev})
+	c.putLocked(key, cached{rec: rec, rev: rev})
 	c.mu.Unlock()
 }
 

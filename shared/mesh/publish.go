@@ -1,9 +1,7 @@
 package mesh
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,13 +9,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/status"
 )
 
 // PublishJSONAsync publishes v as JSON to subject with msgID as the
 // deduplication id (none when empty). Wait for the result with WaitAcks.
 func PublishJSONAsync(js jetstream.JetStream, subject, msgID string, v any, hdr ...nats.Header) (jetstream.PubAckFuture, error) {
-	b, err := json.Marshal(v)
+	b, err := fastjson.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", subject, err)
 	}
@@ -56,17 +55,7 @@ func WaitAcks(ctx context.Context, fs []jetstream.PubAckFuture) error {
 
 // DecodeStrict decodes JSON into v, refusing unknown fields and trailing
 // data.
-func DecodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("unexpected data after the JSON value")
-	}
-	return nil
-}
+func DecodeStrict(data []byte, v any) error { return fastjson.DecodeStrict(data, v) }
 
 // PublishWorkAsync publishes w to the work subject of target, with its item
 // count in HeaderCount.

@@ -5,6 +5,7 @@
 package status
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -85,6 +86,22 @@ type Target struct {
 type Record struct {
 	RecordID string             `json:"record_id"`
 	Targets  map[string]*Target `json:"targets"`
+}
+
+// Clone returns a copy of r that Apply can change without touching r.
+// Apply replaces the pointed-to CRM id, rule id and error rather than
+// changing them, so the copy shares those.
+func (r *Record) Clone() Record {
+	c := Record{RecordID: r.RecordID}
+	if r.Targets != nil {
+		c.Targets = make(map[string]*Target, len(r.Targets))
+		for name, t := range r.Targets {
+			tc := *t
+			tc.History = slices.Clone(t.History)
+			c.Targets[name] = &tc
+		}
+	}
+	return c
 }
 
 // Change is one state change of one record for one target, as the services
