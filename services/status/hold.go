@@ -2,12 +2,12 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
 )
@@ -15,7 +15,9 @@ import (
 // consume gathers status changes and writes them: a record with a final
 // state (or a retry) at once, one whose changes are all "queued" when its
 // final state comes or Hold passes. A message is acked once every record
-// it carried is written, and naked when one of them could not be.
+// it carried is written and on disk (see delayedAcks), and naked when one
+// of them could not be written. Acks still held back at a stop are not
+// sent: those changes come again and change nothing.
 func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
@@ -27,6 +29,9 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 		wait := time.Minute
 		if due, ok := h.nextDue(s.cfg.Hold); ok {
 			wait = max(time.Until(due), time.Millisecond)
+		}
+		if due, ok := s.acks.flush(time.Now()); ok {
+			wait = max(min(wait, time.Until(due)), time.Millisecond)
 		}
 		cctx, cancel := context.WithTimeout(ctx, wait)
 		msgs, err := mesh.Collect(cctx, it, s.cfg.MaxChanges, s.cfg.Linger, mesh.Count)
@@ -77,7 +82,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	now := time.Now()
 	for _, m := range msgs {
 		var b mesh.StatusBatch
-		if err := json.Unmarshal(m.Data(), &b); err != nil {
+		if err := fastjson.Unmarshal(m.Data(), &b); err != nil {
 			s.log.Error("message_terminated", "subject", m.Subject(), "error", err.Error())
 			_ = m.TermWithReason(fmt.Sprintf("undecodable status batch: %v", err))
 			continue
@@ -103,7 +108,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	}
 	var due []*pendingWrite
 	for key, w := range h.held {
-		if all || now.Sub(w.since) >= s.cfg.Hold || !onlyQueued(w.changes) {
+		if all || now.Sub(w.since) >= s.cfg.Hold || settled(w.changes) {
 			due = append(due, w)
 			delete(h.held, key)
 		}
@@ -124,7 +129,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			if h.failed[m] {
 				err = m.NakWithDelay(time.Second)
 			} else {
-				err = m.Ack()
+				err = s.acks.ack(m, now)
 			}
 			if err != nil {
 				s.log.Warn("settle_failed", "subject", m.Subject(), "error", err.Error())
@@ -135,11 +140,16 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	}
 }
 
-// onlyQueued reports whether every change is a "queued": the record is
-// worth holding for its final state.
-func onlyQueued(changes []status.Change) bool {
+// settled reports whether every target the changes name has gone past
+// "queued" (pushed, retrying, skipped or failed): the record is worth
+// writing now rather than holding for the other targets' final states.
+func settled(changes []status.Change) bool {
+	past := make(map[string]bool, 4)
 	for _, c := range changes {
-		if c.State != status.StateQueued && c.State != status.StateAccepted {
+		past[c.Target] = past[c.Target] || (c.State != status.StateQueued && c.State != status.StateAccepted)
+	}
+	for _, p := range past {
+		if !p {
 			return false
 		}
 	}

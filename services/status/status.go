@@ -7,7 +7,6 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
 	"github.com/recordsync/record-sync/shared/telemetry"
@@ -35,14 +35,24 @@ type Config struct {
 	Linger time.Duration
 	// MaxChanges bounds the changes gathered in one round.
 	MaxChanges int
-	// Hold is how long a record whose changes are all "queued" waits for
-	// its final state before "queued" is written alone: a record pushed
-	// within Hold costs one KV write instead of two (a fsync each in the
-	// durable profile), and shows "queued" at most Hold late.
+	// Hold is how long a record with a target still "queued" waits for the
+	// final states of all its targets before what it has is written: a
+	// record pushed to every target within Hold costs one KV write instead
+	// of one per change, and shows "queued" at most Hold late.
 	Hold time.Duration
+	// AckDelay is how long a change waits, once written, before it is
+	// acked: longer than the server takes to sync KV sync_status to disk
+	// (its sync_interval). Zero picks DefaultAckDelay when the bucket is
+	// written asynchronously and none otherwise; negative is none.
+	AckDelay time.Duration
 	// Meter records writes and conflicts (none when nil).
 	Meter metric.Meter
 }
+
+// DefaultAckDelay is Config.AckDelay for a bucket written asynchronously:
+// the server's default sync_interval (2m, the one both profiles use) and
+// a margin.
+const DefaultAckDelay = 2*time.Minute + 10*time.Second
 
 // DefaultHold is Config.Hold when unset.
 const DefaultHold = 2 * time.Second
@@ -57,6 +67,7 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	cache  *cache
+	acks   *delayedAcks
 	writes metric.Int64Counter
 }
 
@@ -83,17 +94,49 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Lo
 
 // Run consumes status changes until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	delay, err := s.ackDelay(ctx)
+	if err != nil {
+		return err
+	}
+	// Changes wait for their ack for delay: they must not be redelivered
+	// meanwhile, nor stop the flow.
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, mesh.StreamStatus, jetstream.ConsumerConfig{
 		Durable:       mesh.ConsumerStatus,
 		Description:   "The status service: folds status changes into KV sync_status.",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 8192,
+		AckWait:       ackWait(delay),
+		MaxAckPending: 100_000,
 	})
 	if err != nil {
 		return fmt.Errorf("status consumer: %w", err)
 	}
+	s.acks = &delayedAcks{nc: s.js.Conn(), delay: delay}
 	return s.consume(ctx, cons)
+}
+
+// ackWait is how long a status process may hold a change unacked before
+// another gets it: long enough for the ack delay and a round of writes.
+func ackWait(delay time.Duration) time.Duration {
+	if delay == 0 {
+		return 30 * time.Second
+	}
+	return max(2*delay, 2*time.Second)
+}
+
+// ackDelay returns how long written changes wait for their ack: none when
+// KV sync_status syncs every write.
+func (s *Service) ackDelay(ctx context.Context) (time.Duration, error) {
+	if s.cfg.AckDelay != 0 {
+		return max(s.cfg.AckDelay, 0), nil
+	}
+	st, err := s.js.Stream(ctx, "KV_"+mesh.BucketStatus)
+	if err != nil {
+		return 0, fmt.Errorf("status bucket: %w", err)
+	}
+	if st.CachedInfo().Config.PersistMode == jetstream.AsyncPersistMode {
+		return DefaultAckDelay, nil
+	}
+	return 0, nil
 }
 
 // pendingWrite is one record's new value on its way to KV.
@@ -105,7 +148,6 @@ type pendingWrite struct {
 	since   time.Time       // when its first change arrived
 	base    uint64
 	counts  status.Delta // how this write moves the counters
-	raw     []byte
 	future  jetstream.PubAckFuture
 }
 
@@ -137,7 +179,7 @@ func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendin
 		for _, w := range inFlight {
 			select {
 			case ack := <-w.future.Ok():
-				s.cache.put(w.key, w.raw, ack.Sequence)
+				s.cache.put(w.key, w.rec, ack.Sequence)
 				s.logChanges(w)
 				counts.Merge(w.counts)
 				s.writes.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
@@ -187,11 +229,10 @@ func (s *Service) publish(w *pendingWrite) error {
 	if !changed {
 		return nil
 	}
-	raw, err := json.Marshal(&w.rec)
+	raw, err := fastjson.Marshal(&w.rec)
 	if err != nil {
 		return fmt.Errorf("encode status: %w", err)
 	}
-	w.raw = raw
 	m := nats.NewMsg("$KV." + mesh.BucketStatus + "." + w.key)
 	m.Data = raw
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, fmt.Sprint(w.base))
@@ -209,12 +250,17 @@ func (s *Service) reload(ctx context.Context, w *pendingWrite) error {
 	e, err := s.kv.Get(ctx, w.key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+		// Absent, or deleted (by an operator, say): a write must then name
+		// the delete marker's revision.
+		if h, err := s.kv.History(ctx, w.key); err == nil && len(h) > 0 {
+			w.base = h[len(h)-1].Revision()
+		}
 		return nil
 	case err != nil:
 		return fmt.Errorf("read status: %w", err)
 	}
 	w.base = e.Revision()
-	if err := json.Unmarshal(e.Value(), &w.rec); err != nil {
+	if err := fastjson.Unmarshal(e.Value(), &w.rec); err != nil {
 		s.log.Error("status_value_corrupt", "record_key", w.key, "error", err.Error())
 		w.rec = status.Record{}
 	}

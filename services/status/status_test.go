@@ -120,3 +120,83 @@ func TestTwoWritersConverge(t *testing.T) {
 		}
 	}
 }
+
+// TestLostWriteComesBack plays a crash of the server between a status
+// write and its sync to disk: KV sync_status is written asynchronously, so
+// the status service holds the change's ack back; when the write is lost
+// (here deleted) and the service stops, the change comes again and the
+// next status service writes the record anew.
+func TestLostWriteComesBack(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv, "status")
+	_, pub := natstest.Connect(t, srv, "operator")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_"+mesh.BucketStatus)
+	if err != nil || st.CachedInfo().Config.PersistMode != jetstream.AsyncPersistMode {
+		t.Fatalf("KV sync_status is not written asynchronously: %v", err)
+	}
+	kv, err := js.KeyValue(ctx, mesh.BucketStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := kv.Watch(ctx, status.Key("r1"), jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Stop() }()
+	run := func() (stop func()) {
+		svc, err := statussvc.New(js, kv, statussvc.Config{AckDelay: 3 * time.Second, Linger: time.Millisecond}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(rctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("status service: %v", err)
+			}
+		}
+	}
+	written := func() jetstream.KeyValueEntry {
+		for {
+			select {
+			case e := <-watch.Updates():
+				if e != nil && e.Operation() == jetstream.KeyValuePut {
+					return e
+				}
+			case <-ctx.Done():
+				t.Fatal("the record was not written")
+			}
+		}
+	}
+	stop := run()
+	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	b, _ := json.Marshal(mesh.StatusBatch{Changes: []status.Change{{RecordID: "r1", Target: "hubspot", EventID: "e1", OccurredAt: t0, State: status.StateSynced, At: t0}}})
+	if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), b); err != nil {
+		t.Fatal(err)
+	}
+	written()
+	info, err := js.Consumer(ctx, mesh.StreamStatus, mesh.ConsumerStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci, err := info.Info(ctx); err != nil || ci.NumAckPending != 1 {
+		t.Fatalf("the change was acked before its write could be on disk: %+v %v", ci, err)
+	}
+	stop()
+	if err := kv.Delete(ctx, status.Key("r1")); err != nil { // the write the crash lost
+		t.Fatal(err)
+	}
+	stop = run()
+	defer stop()
+	var rec status.Record
+	if err := json.Unmarshal(written().Value(), &rec); err != nil || rec.Targets["hubspot"].State != status.StateSynced {
+		t.Fatalf("record after the redelivery: %+v %v", rec, err)
+	}
+}

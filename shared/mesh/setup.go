@@ -120,8 +120,42 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketRules, Description: "The rule set (key 'rules'), one revision per change.", History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketConfig, Description: "Per-target configuration overrides, key = target.", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
-		{Bucket: BucketStatus, Description: "Current status and history per record, key = status.Key(record_id).", History: 1, TTL: o.StatusTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	}
+}
+
+// StatusBucketStream returns the stream behind KV sync_status: what
+// nats.go's CreateKeyValue makes, written asynchronously on a single server
+// (jetstream.AsyncPersistMode: a write is acknowledged before it reaches
+// the disk, which the server syncs every sync_interval). Every status is
+// derived from the changes on SYNC_STATUS, which are synced like the
+// records, and the status service acks a change only once the writes it
+// caused are on disk (see services/status), so a crash loses no status;
+// in return a status write costs no fsync of its own. Persist mode cannot
+// be changed on an existing stream: one created before keeps its mode.
+func StatusBucketStream(o Options) jetstream.StreamConfig {
+	o = o.withDefaults()
+	cfg := jetstream.StreamConfig{
+		Name:              "KV_" + BucketStatus,
+		Description:       "Current status and history per record, key = status.Key(record_id).",
+		Subjects:          []string{"$KV." + BucketStatus + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxAge:            o.StatusTTL,
+		MaxMsgSize:        -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        min(2*time.Minute, o.StatusTTL),
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
+	}
+	if o.Replicas == 1 {
+		cfg.PersistMode = jetstream.AsyncPersistMode
+	}
+	return cfg
 }
 
 // Ensure creates or updates every stream and bucket of the mesh. It is safe
@@ -136,6 +170,13 @@ func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
 		}
+	}
+	cfg := StatusBucketStream(o)
+	if st, err := js.Stream(ctx, cfg.Name); err == nil {
+		cfg.PersistMode = st.CachedInfo().Config.PersistMode
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", BucketStatus, err)
 	}
 	return nil
 }
