@@ -3,6 +3,7 @@ package app_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/recordsync/record-sync/app"
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
 )
 
@@ -41,6 +43,10 @@ func benchMesh(b *testing.B, profile string, n int) {
 	for _, tg := range targets {
 		call(b, "POST", s.info.HTTPURL+"/v1/sync/config-override", adminKey, map[string]any{"target": tg, "rate_limit_per_minute": 1_000_000})
 		call(b, "PUT", s.info.CRMSimURL+"/_sim/"+tg+"/faults", "", map[string]any{"rate_limit": 1_000_000, "rate_window_ms": 1000})
+	}
+	if os.Getenv("RECORDSYNC_BENCH_TRACE") != "" {
+		stop := traceBacklogs(b, s, targets)
+		defer stop()
 	}
 	b.ResetTimer()
 	const batch = 500
@@ -81,13 +87,21 @@ func benchMesh(b *testing.B, profile string, n int) {
 	close(work)
 	wg.Wait()
 	accepted := time.Since(first)
-	// Wait until every record is synced for both targets.
+	// Wait until every record is synced for both targets, noting when each
+	// CRM held all of them: the rest is the status service's lag.
+	stored := map[string]time.Duration{}
 	for {
 		st := call(b, "GET", s.info.HTTPURL+"/v1/sync/stats", syncKey, nil)
 		done := true
 		for _, tg := range targets {
 			if st.Body["targets"].(map[string]any)[tg].(map[string]any)["states"].(map[string]any)["synced"] != float64(n) {
 				done = false
+			}
+			if _, ok := stored[tg]; !ok {
+				sim := call(b, "GET", s.info.CRMSimURL+"/_sim/"+tg+"/stats", "", nil)
+				if sim.Body["records_stored"] == float64(n) {
+					stored[tg] = time.Since(first)
+				}
 			}
 		}
 		if done {
@@ -135,7 +149,15 @@ func benchMesh(b *testing.B, profile string, n int) {
 	b.ReportMetric(float64(pct(0.99).Milliseconds()), "p99-ms")
 	b.ReportMetric(peakRSSMB(), "peak-MB")
 	b.ReportMetric(metricValue(metrics, `recordsync_status_writes_total{result="ok"}`)/float64(n), "status-writes/record")
-	b.Logf("%s: %d records x 2 targets: accepted in %v, all synced after %v", profile, n, accepted.Round(time.Millisecond), total.Round(time.Millisecond))
+	for _, tg := range targets {
+		sel := `{target="` + tg + `"}`
+		b.Logf("%s: %0.f CRM requests, %.1f ms each on average, %.1f ms waiting for the rate limit", tg,
+			metricValue(metrics, "recordsync_push_duration_seconds_count"+sel),
+			1000*metricValue(metrics, "recordsync_push_duration_seconds_sum"+sel)/metricValue(metrics, "recordsync_push_duration_seconds_count"+sel),
+			1000*metricValue(metrics, "recordsync_rate_limit_wait_seconds_sum"+sel)/metricValue(metrics, "recordsync_rate_limit_wait_seconds_count"+sel))
+	}
+	b.Logf("%s: %d records x %d targets: accepted in %v, stored by the CRMs after %v, all synced after %v", profile, n, len(targets),
+		accepted.Round(time.Millisecond), stored, total.Round(time.Millisecond))
 }
 
 func metricValue(text, series string) float64 {
@@ -163,4 +185,44 @@ func peakRSSMB() float64 {
 		}
 	}
 	return 0
+}
+
+// traceBacklogs logs, every 200 ms, what each consumer of the mesh has
+// pending and in hand, to see which stage holds a run up.
+func traceBacklogs(b *testing.B, s *devStack, targets []string) (stop func()) {
+	js := s.js
+	type cons struct{ stream, name string }
+	all := []cons{{mesh.StreamIn, mesh.ConsumerRules}, {mesh.StreamStatus, mesh.ConsumerStatus}}
+	for _, tg := range targets {
+		all = append(all, cons{mesh.StreamPush, mesh.ConsumerPusher(tg)})
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			line := fmt.Sprintf("%5.1fs", time.Since(start).Seconds())
+			for _, c := range all {
+				info, err := js.Consumer(context.Background(), c.stream, c.name)
+				if err != nil {
+					continue
+				}
+				i := info.CachedInfo()
+				if fresh, err := info.Info(context.Background()); err == nil {
+					i = fresh
+				}
+				line += fmt.Sprintf("  %s %d+%d", c.name, i.NumPending, i.NumAckPending)
+			}
+			b.Log(line)
+		}
+	}()
+	return func() { close(done); <-finished }
 }
