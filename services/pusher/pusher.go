@@ -49,9 +49,8 @@ type Worker struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	limiter *rate.Limiter
-	limit   int
-	pause   pause // set by a 429, a Retry-After or a spent quota
+	limiter *rate.Limiter // this process's share, spread evenly
+	pause   pause         // set by a 429, a Retry-After or a spent quota
 
 	itemsPerMsg float64 // in the last round's messages
 
@@ -84,7 +83,8 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 		o.AckWait = DefaultAckWait
 	}
 	w := &Worker{ackWait: o.AckWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
-		tracer: telemetry.Tracer(o.Tracing, "pusher"), breaker: newBreaker(c.Name(), o.OpenFor), shared: &sharedLimit{js: js, target: c.Name()}}
+		tracer: telemetry.Tracer(o.Tracing, "pusher"), breaker: newBreaker(c.Name(), o.OpenFor), shared: &sharedLimit{js: js, target: c.Name()},
+		limiter: rate.NewLimiter(rate.Inf, 1)}
 	m := telemetry.Or(o.Meter)
 	var err error
 	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
@@ -361,7 +361,6 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 		recs = append(recs, rec)
 		sent = append(sent, p)
 	}
-	w.limits(tc)
 	for _, wave := range waves(recs, min(tc.BatchSize, w.crm.MaxBatch())) {
 		results := make([][]crm.Result, len(wave))
 		var g errgroup.Group
@@ -500,19 +499,15 @@ func waves(recs []crm.Record, size int) [][][]int {
 	return out
 }
 
-// limits makes the local limiter follow tc's rate limit.
-func (w *Worker) limits(tc config.Target) {
-	if w.limiter == nil || w.limit != tc.RateLimitPerMinute {
-		perSec := rate.Limit(float64(tc.RateLimitPerMinute) / 60)
-		w.limiter = rate.NewLimiter(perSec, 1)
-		w.limit = tc.RateLimitPerMinute
-	}
-}
-
 // waitTurn waits for the rate limit (this process's, then all pushers'
 // together) and for any Retry-After the CRM gave. Concurrent requests of
-// one worker may wait together.
+// one worker may wait together. The limit is read anew for each request,
+// so that a change applies within a round too.
 func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
+	if cur, ok := w.configs.Get(w.crm.Name()); ok {
+		tc.RateLimitPerMinute = cur.RateLimitPerMinute
+	}
+	w.limiter.SetLimit(rate.Limit(float64(tc.RateLimitPerMinute) / 60))
 	start := time.Now()
 	defer func() {
 		w.waits.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("target", w.crm.Name())))
