@@ -54,6 +54,7 @@ type CRM struct {
 
 	mu        sync.Mutex
 	prospects map[int]*prospect
+	byEmail   map[string]map[int]bool // lower-cased email -> prospect ids
 	next      int
 }
 
@@ -94,7 +95,7 @@ func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 func (c *CRM) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.prospects, c.next = map[int]*prospect{}, 1
+	c.prospects, c.byEmail, c.next = map[int]*prospect{}, map[string]map[int]bool{}, 1
 }
 
 // Stored implements crmsim.CRM.
@@ -220,19 +221,33 @@ func emails(attrs map[string]any) []string {
 func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool) {
 	want := strings.ToLower(r.URL.Query().Get("filter[emails]"))
 	c.mu.Lock()
-	ids := slices.Sorted(maps.Keys(c.prospects))
+	var ids []int
+	if want != "" {
+		ids = slices.Sorted(maps.Keys(c.byEmail[want]))
+	} else {
+		ids = slices.Sorted(maps.Keys(c.prospects))
+	}
 	data := []resource{}
-	for _, id := range ids {
-		p := c.prospects[id]
-		if want == "" || slices.Contains(emails(p.Attributes), want) {
-			data = append(data, p.resource())
-		}
-		if len(data) == 50 {
-			break
-		}
+	for _, id := range ids[:min(len(ids), 50)] {
+		data = append(data, c.prospects[id].resource())
 	}
 	c.mu.Unlock()
 	crmsim.WriteJSON(w, http.StatusOK, mediaType, map[string]any{"data": data, "meta": map[string]int{"count": len(data)}})
+}
+
+// indexLocked adds (or, with add false, removes) p under each of its
+// emails.
+func (c *CRM) indexLocked(p *prospect, add bool) {
+	for _, e := range emails(p.Attributes) {
+		if add {
+			if c.byEmail[e] == nil {
+				c.byEmail[e] = map[int]bool{}
+			}
+			c.byEmail[e][p.ID] = true
+		} else if delete(c.byEmail[e], p.ID); len(c.byEmail[e]) == 0 {
+			delete(c.byEmail, e)
+		}
+	}
 }
 
 // decode reads a JSON:API document and checks its attributes.
@@ -273,14 +288,13 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool) {
 	now := time.Now().UTC()
 	c.mu.Lock()
 	for _, e := range emails(attrs) {
-		for _, p := range c.prospects {
-			if slices.Contains(emails(p.Attributes), e) {
-				c.sim.Duplicate() // Outreach does not stop it; a faithful client never does it
-			}
+		if len(c.byEmail[e]) > 0 {
+			c.sim.Duplicate() // Outreach does not stop it; a faithful client never does it
 		}
 	}
 	p := &prospect{ID: c.next, Attributes: attrs, CreatedAt: now, UpdatedAt: now}
 	c.prospects[p.ID] = p
+	c.indexLocked(p, true)
 	c.next++
 	out := p.resource()
 	c.mu.Unlock()
@@ -320,9 +334,11 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool) {
 	p, ok := c.find(w, r)
 	var out resource
 	if ok {
+		c.indexLocked(p, false)
 		for k, v := range attrs {
 			p.Attributes[k] = v
 		}
+		c.indexLocked(p, true)
 		p.UpdatedAt = time.Now().UTC()
 		out = p.resource()
 	}
@@ -338,6 +354,7 @@ func (c *CRM) delete(w http.ResponseWriter, r *http.Request, timeout bool) {
 	p, ok := c.find(w, r)
 	if ok {
 		delete(c.prospects, p.ID)
+		c.indexLocked(p, false)
 	}
 	c.mu.Unlock()
 	if !ok {
