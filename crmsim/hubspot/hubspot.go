@@ -58,6 +58,7 @@ type CRM struct {
 	byID    map[string]*contact
 	byEmail map[string]string
 	nextID  int
+	live    int // contacts not archived
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
@@ -82,24 +83,14 @@ func (c *CRM) Credentials() any { return Credentials{Token: c.token} }
 func (c *CRM) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.byID, c.byEmail, c.nextID = map[string]*contact{}, map[string]string{}, 1001
+	c.byID, c.byEmail, c.nextID, c.live = map[string]*contact{}, map[string]string{}, 1001, 0
 }
 
 // Stored implements crmsim.CRM: contacts not archived.
 func (c *CRM) Stored() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.byEmail) + c.unindexedLocked()
-}
-
-func (c *CRM) unindexedLocked() int {
-	n := 0
-	for _, ct := range c.byID {
-		if !ct.Archived && ct.Properties["email"] == "" {
-			n++
-		}
-	}
-	return n
+	return c.live
 }
 
 // Register implements crmsim.CRM.
@@ -337,6 +328,7 @@ func (c *CRM) upsertLocked(in input) (*contact, bool) {
 func (c *CRM) createLocked(props map[string]string, now time.Time) *contact {
 	ct := &contact{ID: strconv.Itoa(c.nextID), Properties: map[string]string{}, CreatedAt: now, UpdatedAt: now}
 	c.nextID++
+	c.live++
 	for k, v := range props {
 		setProp(ct.Properties, k, v)
 	}
@@ -375,6 +367,7 @@ func (c *CRM) archiveLocked(id string) bool {
 		return false
 	}
 	ct.Archived = true
+	c.live--
 	ct.UpdatedAt = time.Now().UTC()
 	delete(c.byEmail, ct.Properties["email"])
 	return true

@@ -43,6 +43,20 @@ func (c *cache) get(key string) (status.Record, uint64) {
 	return e.rec.Clone(), e.rev
 }
 
+// view calls f with the cached record of key, if any; f must not change it
+// or keep it.
+func (c *cache) view(key string, f func(*status.Record)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.cur[key]
+	if !ok {
+		e, ok = c.prev[key]
+	}
+	if ok {
+		f(&e.rec)
+	}
+}
+
 // put caches rec, written at revision rev. The caller must not change rec
 // afterwards.
 func (c *cache) put(key string, rec status.Record, rev uint64) {

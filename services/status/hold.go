@@ -80,6 +80,7 @@ func (h *holder) nextDue(hold time.Duration) (time.Time, bool) {
 // all), and settles the messages whose records are all written.
 func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, all bool) {
 	now := time.Now()
+	var touched []*pendingWrite // the records these messages changed
 	for _, m := range msgs {
 		var b mesh.StatusBatch
 		if err := fastjson.Unmarshal(m.Data(), &b); err != nil {
@@ -100,15 +101,19 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 				seen[key] = true
 				w.msgs = append(w.msgs, m)
 				h.refs[m]++
+				touched = append(touched, w)
 			}
 		}
 		if len(seen) == 0 {
 			_ = m.Ack()
 		}
 	}
+	for _, w := range touched {
+		w.ready = s.settled(w)
+	}
 	var due []*pendingWrite
 	for key, w := range h.held {
-		if all || now.Sub(w.since) >= s.cfg.Hold || settled(w.changes) {
+		if all || now.Sub(w.since) >= s.cfg.Hold || w.ready {
 			due = append(due, w)
 			delete(h.held, key)
 		}
@@ -140,14 +145,22 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	}
 }
 
-// settled reports whether every target the changes name has gone past
-// "queued" (pushed, retrying, skipped or failed): the record is worth
-// writing now rather than holding for the other targets' final states.
-func settled(changes []status.Change) bool {
+// settled reports whether every target of w's record has gone past
+// "queued" (pushed, retrying, skipped or failed), counting the targets its
+// held changes name and those the record last written still shows queued:
+// the record is worth writing now rather than holding for the others.
+func (s *Service) settled(w *pendingWrite) bool {
 	past := make(map[string]bool, 4)
-	for _, c := range changes {
+	for _, c := range w.changes {
 		past[c.Target] = past[c.Target] || (c.State != status.StateQueued && c.State != status.StateAccepted)
 	}
+	s.cache.view(w.key, func(rec *status.Record) {
+		for name, t := range rec.Targets {
+			if _, named := past[name]; !named && (t.State == status.StateQueued || t.State == status.StateAccepted) {
+				past[name] = false
+			}
+		}
+	})
 	for _, p := range past {
 		if !p {
 			return false

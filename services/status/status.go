@@ -146,6 +146,7 @@ type pendingWrite struct {
 	changes []status.Change
 	msgs    []jetstream.Msg // the messages holding its changes
 	since   time.Time       // when its first change arrived
+	ready   bool            // every target past queued: write without holding
 	base    uint64
 	counts  status.Delta // how this write moves the counters
 	future  jetstream.PubAckFuture
