@@ -83,7 +83,7 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Lo
 		cfg.Hold = DefaultHold
 	}
 	if cfg.CacheSize == 0 {
-		cfg.CacheSize = 100_000
+		cfg.CacheSize = 400_000
 	}
 	s := &Service{js: js, kv: kv, cfg: cfg, log: log, cache: newCache(cfg.CacheSize)}
 	var err error
