@@ -105,7 +105,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Description:   "The status service: folds status changes into KV sync_status.",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait(delay),
-		MaxAckPending: 100_000,
+		MaxAckPending: 500_000,
 	})
 	if err != nil {
 		return fmt.Errorf("status consumer: %w", err)
