@@ -38,7 +38,7 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("stream %s missing from %v", want, names)
 		}
 	}
-	// nats consumer info SYNC_PUSH pusher_hubspot / SYNC_IN rules
+	// nats consumer info SYNC_PUSH pusher_hubspot / SYNC_IN rules / SYNC_STATUS status
 	for stream, consumer := range map[string]string{mesh.StreamPush: mesh.ConsumerPusher("hubspot"), mesh.StreamIn: mesh.ConsumerRules, mesh.StreamStatus: mesh.ConsumerStatus} {
 		c, err := s.js.Consumer(ctx, stream, consumer)
 		if err != nil {

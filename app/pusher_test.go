@@ -181,3 +181,39 @@ func TestFaultyCRMs(t *testing.T) {
 		t.Fatalf("f-2 in HubSpot: %s", c.Raw)
 	}
 }
+
+// TestConcurrentRequestsPerTarget checks that a pusher keeps up to
+// `concurrency` requests in flight for a target, and never more, as the
+// emulator counts them: with each request held 200 ms, 20 requests of 10
+// records run three at a time.
+func TestConcurrentRequestsPerTarget(t *testing.T) {
+	// The pusher starts once the setting is stored, so that its first round
+	// follows it.
+	s := startDev(t, func(e *app.Env) { e.DevPushers = 0 })
+	s.sim("PUT", "/faults", map[string]any{"latency_ms": 200})
+	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "batch_size": 10, "concurrency": 3, "rate_limit_per_minute": 60000}); r.Status != 200 {
+		t.Fatalf("override: %d %s", r.Status, r.Raw)
+	}
+	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "hubspot", "concurrency": 26}); r.Status != 422 || !strings.Contains(string(r.Raw), "body.concurrency") {
+		t.Fatalf("concurrency above Salesforce's 25: %d %s", r.Status, r.Raw)
+	}
+	s.runPusher()
+	const n = 200
+	var events []map[string]any
+	for i := range n {
+		events = append(events, contact(fmt.Sprintf("cc-%d", i), fmt.Sprintf("cc%d@example.com", i), nil))
+	}
+	if r := s.call("POST", "/v1/sync/batch", syncKey, map[string]any{"events": events}); r.Status != 202 {
+		t.Fatalf("batch: %d %s", r.Status, r.Raw)
+	}
+	for i := range n {
+		s.waitState(fmt.Sprintf("cc-%d", i), "hubspot", status.StateSynced)
+	}
+	stats := s.sim("GET", "/stats", nil)
+	if got := stats.Body["max_concurrent_requests"]; got != float64(3) {
+		t.Fatalf("max_concurrent_requests = %v, want 3: %s", got, stats.Raw)
+	}
+	if stats.Body["records_stored"] != float64(n) || stats.Body["duplicates_created"] != float64(0) {
+		t.Fatalf("emulator: %s", stats.Raw)
+	}
+}

@@ -49,7 +49,8 @@ func NewServer(crms ...CRM) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP counts the status of every CRM API request.
+// ServeHTTP counts every CRM API request: how many are in hand at once,
+// and the status each was answered with.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	c, ok := s.crms[name]
@@ -58,10 +59,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := &StatusRecorder{ResponseWriter: w}
+	c.Sim().Enter()
 	s.mux.ServeHTTP(rec, r)
-	if rec.Status != 0 {
-		c.Sim().Count(rec.Status)
-	}
+	c.Sim().Leave(rec.Status)
 }
 
 func (s *Server) crm(w http.ResponseWriter, r *http.Request) (CRM, bool) {

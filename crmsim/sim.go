@@ -34,6 +34,8 @@ type Stats struct {
 	RecordsStored       int            `json:"records_stored"`
 	DuplicatesCreated   int            `json:"duplicates_created"`
 	MaxRequestsInWindow int            `json:"max_requests_in_window"`
+	// MaxConcurrent is the most API requests the CRM had in hand at once.
+	MaxConcurrent int `json:"max_concurrent_requests"`
 }
 
 // Quota is the emulated rate limit state a CRM reports in its headers.
@@ -55,6 +57,8 @@ type Sim struct {
 	windowStart time.Time
 	inWindow    int
 	maxInWindow int
+	inFlight    int
+	maxInFlight int
 	byStatus    map[int]int
 	duplicates  int
 	rng         *rand.Rand
@@ -71,7 +75,7 @@ func NewSim(limit int, window time.Duration) *Sim {
 func (s *Sim) resetLocked() {
 	s.faults = Faults{}
 	s.windowStart = time.Time{}
-	s.inWindow, s.maxInWindow, s.duplicates = 0, 0, 0
+	s.inWindow, s.maxInWindow, s.duplicates, s.maxInFlight = 0, 0, 0, s.inFlight
 	s.byStatus = map[int]int{}
 	s.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 }
@@ -185,11 +189,24 @@ func (s *Sim) Latency(r *http.Request) {
 	}
 }
 
-// Count records the status a request was answered with.
-func (s *Sim) Count(status int) {
+// Enter records that an API request arrived; Leave that it was answered
+// (with status, 0 when none was written).
+func (s *Sim) Enter() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byStatus[status]++
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
+}
+
+// Leave records that a request Enter counted was answered with status (0:
+// nothing was written).
+func (s *Sim) Leave(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight--
+	if status != 0 {
+		s.byStatus[status]++
+	}
 }
 
 // Duplicate records a create for an identity already stored.
@@ -203,7 +220,8 @@ func (s *Sim) Duplicate() {
 func (s *Sim) Stats(stored int) Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{RequestsByStatus: map[string]int{}, RecordsStored: stored, DuplicatesCreated: s.duplicates, MaxRequestsInWindow: s.maxInWindow}
+	st := Stats{RequestsByStatus: map[string]int{}, RecordsStored: stored, DuplicatesCreated: s.duplicates, MaxRequestsInWindow: s.maxInWindow,
+		MaxConcurrent: s.maxInFlight}
 	for code, n := range s.byStatus {
 		st.RequestsByStatus[strconv.Itoa(code)] = n
 	}
