@@ -1,9 +1,10 @@
 // Package fastjson encodes and decodes the JSON of record-sync's hot paths
 // (work items, status changes and records, CRM requests and answers) with
-// github.com/goccy/go-json, two to three times faster than encoding/json on
-// these documents (BenchmarkDecodeWork, BenchmarkEncodeWork). A document it refuses is decoded again by encoding/json,
-// so that every error reads as the standard library words it and a
-// disagreement between the two is settled by the standard library.
+// github.com/goccy/go-json, two to three times faster than encoding/json
+// on these documents (BenchmarkDecodeWork, BenchmarkEncodeWork). A
+// document it refuses is decoded again by encoding/json, so that every
+// error reads as the standard library words it and a disagreement between
+// the two is settled by the standard library.
 package fastjson
 
 import (
