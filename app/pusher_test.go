@@ -217,3 +217,37 @@ func TestConcurrentRequestsPerTarget(t *testing.T) {
 		t.Fatalf("emulator: %s", stats.Raw)
 	}
 }
+
+// TestLimitCountsRequests checks that the rate limit counts CRM requests,
+// not pushes: each new Outreach record is a lookup and a create, two
+// requests under one push. Outreach takes 10 requests a second; the pusher
+// is told 8 a second.
+func TestLimitCountsRequests(t *testing.T) {
+	s := startDev(t, func(e *app.Env) { e.DevPushers = 0 })
+	faults := call(t, "PUT", s.info.CRMSimURL+"/_sim/outreach/faults", "", map[string]any{"rate_limit": 10, "rate_window_ms": 1000})
+	if faults.Status != 200 {
+		t.Fatalf("faults: %d %s", faults.Status, faults.Raw)
+	}
+	if r := s.call("POST", "/v1/sync/config-override", adminKey, map[string]any{"target": "outreach", "rate_limit_per_minute": 480, "flush_interval": "1ms"}); r.Status != 200 {
+		t.Fatalf("override: %d %s", r.Status, r.Raw)
+	}
+	s.runPusher()
+	const n = 12
+	var events []map[string]any
+	for i := range n {
+		ev := contact(fmt.Sprintf("lr-%d", i), fmt.Sprintf("lr%d@example.com", i), map[string]any{"last_name": "L"})
+		ev["targets"] = []string{"outreach"}
+		events = append(events, ev)
+	}
+	if r := s.call("POST", "/v1/sync/batch", syncKey, map[string]any{"events": events}); r.Status != 202 {
+		t.Fatalf("batch: %d %s", r.Status, r.Raw)
+	}
+	for i := range n {
+		s.waitState(fmt.Sprintf("lr-%d", i), "outreach", status.StateSynced)
+	}
+	stats := call(t, "GET", s.info.CRMSimURL+"/_sim/outreach/stats", "", nil)
+	byStatus := stats.Body["requests_by_status"].(map[string]any)
+	if stats.Body["max_requests_in_window"].(float64) > 10 || byStatus["429"] != nil || byStatus["201"] != float64(n) {
+		t.Fatalf("the limit did not count requests: %s", stats.Raw)
+	}
+}

@@ -384,12 +384,10 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 	}
 }
 
-// request sends one batch, the records sent[j] of chunk, once the rate
-// limit allows, and returns a result per record.
+// request sends one batch, the records sent[j] of chunk, and returns a
+// result per record. Each API request the plugin sends for it waits for
+// the rate limit first (crm.WithPermits).
 func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Record, sent []pending, chunk []int) []crm.Result {
-	if err := w.waitTurn(ctx, tc); err != nil {
-		return crm.All(len(batch), crm.Result{Class: crm.Transient, Code: "SHUTDOWN", Message: err.Error()})
-	}
 	// Each event's trace gets a span for its push; the CRM request is one
 	// span linked to all of them, and its trace context goes with the
 	// request.
@@ -404,9 +402,16 @@ func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Reco
 	}
 	pctx, pspan := w.tracer.Start(ctx, "crm request "+w.crm.Name(), trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
 		trace.WithAttributes(attribute.Int("records", len(batch))))
+	var waited time.Duration // the plugin's requests are sequential
+	pctx = crm.WithPermits(pctx, func(ctx context.Context) error {
+		start := time.Now()
+		err := w.waitTurn(ctx, tc)
+		waited += time.Since(start)
+		return err
+	})
 	start := time.Now()
 	results := w.breaker.push(len(batch), func() []crm.Result { return w.crm.Push(pctx, tc.APIHost, batch) })
-	took := time.Since(start)
+	took := time.Since(start) - waited
 	pspan.End()
 	for i, sp := range spans {
 		sp.SetAttributes(attribute.String("result", results[i].Class.String()), attribute.String("code", results[i].Code))

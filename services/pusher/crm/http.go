@@ -7,6 +7,10 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // FromStatus classifies a whole-request HTTP failure: 429 is RateLimited
@@ -61,6 +65,36 @@ type Conn struct {
 
 	mu    sync.Mutex
 	quota Quota
+}
+
+// Do sends one API request of the CRM: it first takes a permit (see
+// WithPermits), so that the rate limit counts requests, not pushes, and
+// it carries the trace context of the request's context.
+func (c *Conn) Do(req *http.Request) (*http.Response, error) {
+	if err := Permit(req.Context()); err != nil {
+		return nil, err
+	}
+	telemetry.Propagator.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
+	return c.HTTP.Do(req)
+}
+
+type permitsKey struct{}
+
+// WithPermits returns a context under which every API request a plugin
+// sends through Conn.Do first calls wait: the pusher's rate limit. A push
+// that takes two requests (Outreach's lookup and write, HubSpot's read
+// before an archive) takes two permits.
+func WithPermits(ctx context.Context, wait func(context.Context) error) context.Context {
+	return context.WithValue(ctx, permitsKey{}, wait)
+}
+
+// Permit takes a permit for one API request under ctx; without WithPermits
+// there is nothing to wait for.
+func Permit(ctx context.Context) error {
+	if wait, ok := ctx.Value(permitsKey{}).(func(context.Context) error); ok {
+		return wait(ctx)
+	}
+	return nil
 }
 
 // NewConn returns a Conn whose requests time out after timeout.

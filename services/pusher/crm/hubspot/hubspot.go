@@ -15,13 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
-
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mapping"
-	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // MaxBatch is the most inputs HubSpot takes in one batch request.
@@ -254,8 +251,7 @@ func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Resul
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
-	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return crm.FromError(err), false
 	}

@@ -17,14 +17,12 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/oauth2"
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mapping"
-	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // MaxBatch is one: Outreach has no batch write, and the rate limit counts
@@ -249,8 +247,7 @@ func (c *Client) call(ctx context.Context, host, method, path string, body, out 
 		if body != nil {
 			req.Header.Set("Content-Type", mediaType)
 		}
-		telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
-		resp, err := c.HTTP.Do(req)
+		resp, err := c.Do(req)
 		if err != nil {
 			return crm.FromError(err), nil, 0
 		}

@@ -23,13 +23,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mapping"
-	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
 // MaxBatch is the most records of one sObject Collections request.
@@ -249,8 +247,7 @@ func (c *Client) call(ctx context.Context, apiHost, method, path string, body an
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
-		telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
-		resp, err := c.HTTP.Do(req)
+		resp, err := c.Do(req)
 		if err != nil {
 			return crm.FromError(err), nil, false
 		}
