@@ -218,33 +218,20 @@ func traceBacklogs(b *testing.B, s *devStack, targets []string) (stop func()) {
 	for _, tg := range targets {
 		all = append(all, cons{mesh.StreamPush, mesh.ConsumerPusher(tg)})
 	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
 	start := time.Now()
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
+	return mesh.Every(200*time.Millisecond, func() {
+		line := fmt.Sprintf("%5.1fs", time.Since(start).Seconds())
+		for _, c := range all {
+			info, err := js.Consumer(context.Background(), c.stream, c.name)
+			if err != nil {
+				continue
 			}
-			line := fmt.Sprintf("%5.1fs", time.Since(start).Seconds())
-			for _, c := range all {
-				info, err := js.Consumer(context.Background(), c.stream, c.name)
-				if err != nil {
-					continue
-				}
-				i := info.CachedInfo()
-				if fresh, err := info.Info(context.Background()); err == nil {
-					i = fresh
-				}
-				line += fmt.Sprintf("  %s %d+%d", c.name, i.NumPending, i.NumAckPending)
+			i := info.CachedInfo()
+			if fresh, err := info.Info(context.Background()); err == nil {
+				i = fresh
 			}
-			b.Log(line)
+			line += fmt.Sprintf("  %s %d+%d", c.name, i.NumPending, i.NumAckPending)
 		}
-	}()
-	return func() { close(done); <-finished }
+		b.Log(line)
+	})
 }

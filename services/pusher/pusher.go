@@ -206,24 +206,11 @@ func (w *Worker) learnItemsPerMsg(msgs []jetstream.Msg) {
 // being worked on (a push waiting for its rate limit can take long), until
 // the returned stop is called.
 func (w *Worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(w.ackWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					_ = m.InProgress() // a lost one only risks a harmless redelivery
-				}
-			}
+	return mesh.Every(w.ackWait/3, func() {
+		for _, m := range msgs {
+			_ = m.InProgress() // a lost one only risks a harmless redelivery
 		}
-	}()
-	return func() { close(done); <-finished }
+	})
 }
 
 // pending is one item in hand and the message it came in.
