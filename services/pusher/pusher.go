@@ -225,6 +225,7 @@ type outcome struct {
 	retries map[int]*mesh.Work // by message index
 	retryAt map[int]time.Time  // when each retry message is due
 	dlq     []deadLetter
+	results *telemetry.Tally // by target, class and code
 }
 
 type deadLetter struct {
@@ -257,7 +258,8 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.
 			items = append(items, pending{item: it, msg: i})
 		}
 	}
-	out := outcome{retries: map[int]*mesh.Work{}, retryAt: map[int]time.Time{}}
+	out := outcome{retries: map[int]*mesh.Work{}, retryAt: map[int]time.Time{}, results: telemetry.NewTally("target", "class", "code")}
+	defer out.results.AddTo(ctx, w.results)
 	items = w.dropSuperseded(ctx, coalesce(items))
 	w.push(ctx, tc, items, &out)
 	if err := w.publish(ctx, msgs, out); err != nil {
@@ -519,8 +521,7 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 // settle turns the result of one pushed item into its status change and,
 // when it must be tried again or given up, a retry or a dead letter.
 func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcome) {
-	w.results.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", w.crm.Name()),
-		attribute.String("class", res.Class.String()), attribute.String("code", res.Code)))
+	out.results.Inc(w.crm.Name(), res.Class.String(), res.Code)
 	it := p.item
 	attempt := it.Attempt + 1
 	if res.Code == codeCircuitOpen {

@@ -98,7 +98,13 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	work := map[string]*mesh.Work{}
 	accepted := status.Delta{}
-	var changes []status.Change
+	inbound := 0 // events, as the messages' headers count them
+	for _, msg := range msgs {
+		inbound += mesh.Count(msg)
+	}
+	changes := make([]status.Change, 0, 2*inbound)
+	decisions := telemetry.NewTally("target", "action", "rule_id")
+	defer decisions.AddTo(ctx, s.decisions)
 	var futures []jetstream.PubAckFuture
 	var first, last uint64
 	for i, msg := range msgs {
@@ -131,7 +137,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			}
 			ev.Normalize(s.cfg.DefaultTargets, meta.Timestamp)
 			for _, target := range ev.Targets {
-				c, item := s.route(compiled, ev, target, now)
+				c, item := s.route(compiled, ev, target, now, decisions)
 				c.TraceID = traceID
 				changes = append(changes, c)
 				accepted.Add(target, status.CountAccepted, 1)
@@ -139,7 +145,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 					item.Trace = traceCtx
 					w := work[target]
 					if w == nil {
-						w = &mesh.Work{}
+						w = &mesh.Work{Items: make([]mesh.Item, 0, inbound)}
 						work[target] = w
 					}
 					w.Items = append(w.Items, *item)
@@ -189,11 +195,10 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 
 // route decides what happens to ev for target: the status change, and the
 // work item when the event passes.
-func (s *Service) route(c *rules.Compiled, ev *event.Event, target string, now time.Time) (status.Change, *mesh.Item) {
+func (s *Service) route(c *rules.Compiled, ev *event.Event, target string, now time.Time, decisions *telemetry.Tally) (status.Change, *mesh.Item) {
 	ch := status.Change{RecordID: ev.RecordID, Target: target, EventID: ev.EventID, Operation: string(ev.Operation), OccurredAt: ev.OccurredAt, At: now}
 	d := c.Evaluate(ev, target)
-	s.decisions.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", target),
-		attribute.String("action", string(d.Action)), attribute.String("rule_id", d.RuleID)))
+	decisions.Inc(target, string(d.Action), d.RuleID)
 	switch d.Action {
 	case rules.Skip:
 		ch.State, ch.RuleID = status.StateSkippedByRule, d.RuleID

@@ -93,7 +93,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			key := status.Key(c.RecordID)
 			w := h.held[key]
 			if w == nil {
-				w = &pendingWrite{key: key, since: now}
+				w = &pendingWrite{key: key, since: now, changes: make([]status.Change, 0, 4)}
 				h.held[key] = w
 			}
 			w.changes = append(w.changes, c)
