@@ -118,6 +118,9 @@ type CRM interface {
 	Payload(rec Record) any
 	// Push writes recs (creates and updates as upserts by identity, deletes)
 	// to the CRM at apiHost and returns one result per record, in order.
+	// The pusher calls it from up to the target's concurrency goroutines
+	// at once (never with one identity in two of them), so whatever a
+	// plugin caches (tokens, ids) must be safe for concurrent use.
 	Push(ctx context.Context, apiHost string, recs []Record) []Result
 	// Close releases the plugin's resources.
 	Close() error

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,6 +126,25 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		if r[0].Class != crm.OK || r[1].Class != crm.Permanent || r[1].Code == "" || r[1].Message == "" {
 			t.Fatalf("results: %+v", r)
 		}
+	})
+	t.Run("concurrent pushes", func(t *testing.T) {
+		// The pusher runs up to `concurrency` pushes of one plugin at once,
+		// the first of them before any token is cached; with -race this
+		// finds state the plugin shares unguarded.
+		f := setup(t)
+		const n = 8
+		results := make([][]crm.Result, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { results[i] = f.push(t, event.OpCreate, Valid(i)) })
+		}
+		wg.Wait()
+		for i, r := range results {
+			if r[0].Class != crm.OK {
+				t.Fatalf("push %d: %+v", i, r[0])
+			}
+		}
+		f.want(t, n, 0)
 	})
 	t.Run("token renewal", func(t *testing.T) {
 		f := setup(t)

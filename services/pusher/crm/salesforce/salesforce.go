@@ -326,10 +326,11 @@ func (c *Client) session(ctx context.Context, apiHost string) (token, instance s
 	if resp.StatusCode != http.StatusOK || out.AccessToken == "" {
 		return "", "", errors.New("token refused: " + out.Error + ": " + out.Description)
 	}
+	token, instance = out.AccessToken, strings.TrimRight(out.InstanceURL, "/")
 	c.mu.Lock()
-	c.token, c.instance = out.AccessToken, strings.TrimRight(out.InstanceURL, "/")
+	c.token, c.instance = token, instance
 	c.mu.Unlock()
-	return out.AccessToken, c.instance, nil
+	return token, instance, nil
 }
 
 func (c *Client) dropToken(token string) {
