@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -159,26 +160,67 @@ func StatusBucketStream(o Options) jetstream.StreamConfig {
 }
 
 // Ensure creates or updates every stream and bucket of the mesh. It is safe
-// to call from every service at start-up, concurrently.
+// to call from every service at start-up, concurrently. A stream or bucket
+// that is already as configured is left alone: an update, even to the same
+// configuration, races in nats-server with consumers being created on that
+// stream (go test -race finds it), and every service starts by calling
+// Ensure while the others create their consumers.
 func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
-	for _, cfg := range Streams(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	for _, cfg := range append(Streams(o), StatusBucketStream(o)) {
+		if err := ensureStream(ctx, js, cfg); err != nil {
+			return err
 		}
 	}
 	for _, cfg := range Buckets(o) {
+		if st, err := js.Stream(ctx, "KV_"+cfg.Bucket); err == nil && sameBucket(cfg, st.CachedInfo().Config) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
 		}
 	}
-	cfg := StatusBucketStream(o)
+	return nil
+}
+
+// ensureStream creates the stream of cfg, or updates it when a setting
+// the mesh manages differs. Persist mode cannot change on an existing
+// stream: it keeps the one it has.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	if st, err := js.Stream(ctx, cfg.Name); err == nil {
-		cfg.PersistMode = st.CachedInfo().Config.PersistMode
+		have := st.CachedInfo().Config
+		cfg.PersistMode = have.PersistMode
+		if sameStream(cfg, have) {
+			return nil
+		}
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", BucketStatus, err)
+		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 	}
 	return nil
+}
+
+// sameBucket reports whether have, the stream of a bucket, already holds
+// every setting of want.
+func sameBucket(want jetstream.KeyValueConfig, have jetstream.StreamConfig) bool {
+	return have.Description == want.Description && have.MaxMsgsPerSubject == int64(max(want.History, 1)) &&
+		have.MaxAge == want.TTL && have.Replicas == max(want.Replicas, 1) && have.Storage == want.Storage
+}
+
+// sameStream reports whether have already holds every setting of want
+// that the mesh sets (the server fills in the others).
+func sameStream(want, have jetstream.StreamConfig) bool {
+	limit := func(v int64) int64 { // the server stores "unlimited" as -1
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	return want.Description == have.Description && slices.Equal(want.Subjects, have.Subjects) &&
+		want.Retention == have.Retention && want.Storage == have.Storage && want.Discard == have.Discard &&
+		limit(want.MaxBytes) == have.MaxBytes && limit(want.MaxMsgsPerSubject) == have.MaxMsgsPerSubject &&
+		want.MaxAge == have.MaxAge && (want.Duplicates == 0 || want.Duplicates == have.Duplicates) &&
+		max(want.Replicas, 1) == have.Replicas && want.AllowMsgCounter == have.AllowMsgCounter &&
+		want.AllowRollup == have.AllowRollup && want.DenyDelete == have.DenyDelete && want.AllowDirect == have.AllowDirect
 }
 
 // IsConflict reports whether err from a KV Create or Update means another
