@@ -5,12 +5,14 @@
 package crmsim
 
 import (
-	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/recordsync/record-sync/shared/fastjson"
 )
 
 // Faults is what PUT /_sim/{crm}/faults sets. Probabilities are 0..1.
@@ -258,7 +260,21 @@ func Answer(w http.ResponseWriter, r *http.Request, timeout bool, status int, ct
 func WriteJSON(w http.ResponseWriter, status int, ct string, v any) {
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	b, err := fastjson.Marshal(v)
+	if err != nil {
+		return
+	}
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// ReadJSON decodes the body of r, at most 32 MB, into v; the error reads as
+// encoding/json words it.
+func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20))
+	if err != nil {
+		return err
+	}
+	return fastjson.Unmarshal(b, v)
 }
 
 // StatusRecorder remembers the status a handler wrote.

@@ -6,7 +6,6 @@ package hubspot
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"mime"
@@ -221,7 +220,7 @@ func (ct *contact) json(isNew *bool) objectJSON {
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 10<<20)).Decode(v); err != nil {
+	if err := crmsim.ReadJSON(w, r, v); err != nil {
 		writeErr(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON on line 1: "+err.Error())
 		return false
 	}

@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"mime"
@@ -255,7 +254,7 @@ func decode(w http.ResponseWriter, r *http.Request, id string) (map[string]any, 
 	var doc struct {
 		Data *resource `json:"data"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&doc); err != nil || doc.Data == nil {
+	if err := crmsim.ReadJSON(w, r, &doc); err != nil || doc.Data == nil {
 		writeErr(w, http.StatusBadRequest, errorObject{ID: "badRequest", Title: "Bad Request", Detail: "The request body is not a JSON:API document."})
 		return nil, false
 	}

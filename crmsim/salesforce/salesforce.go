@@ -12,7 +12,6 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"maps"
@@ -241,7 +240,7 @@ func (c *CRM) upsert(w http.ResponseWriter, r *http.Request, timeout bool, parti
 		AllOrNone bool             `json:"allOrNone"`
 		Records   []map[string]any `json:"records"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+	if err := crmsim.ReadJSON(w, r, &req); err != nil {
 		writeErrs(w, http.StatusBadRequest, "JSON_PARSER_ERROR", err.Error())
 		return
 	}
