@@ -407,11 +407,13 @@ func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Reco
 		sp.AddLink(trace.Link{SpanContext: pspan.SpanContext()})
 		sp.End()
 	}
-	ids := make([]string, len(batch))
-	for i, r := range batch {
-		ids[i] = r.Event.RecordID
+	if w.log.Enabled(ctx, slog.LevelInfo) {
+		ids := make([]string, len(batch))
+		for i, r := range batch {
+			ids[i] = r.Event.RecordID
+		}
+		w.log.Info("crm_push", "records", len(batch), "record_ids", ids, "duration_ms", took.Milliseconds(), "trace_id", pspan.SpanContext().TraceID().String())
 	}
-	w.log.Info("crm_push", "records", len(batch), "record_ids", ids, "duration_ms", took.Milliseconds(), "trace_id", pspan.SpanContext().TraceID().String())
 	target := metric.WithAttributes(attribute.String("target", w.crm.Name()))
 	w.batches.Record(ctx, int64(len(batch)), target)
 	w.duration.Record(ctx, took.Seconds(), target)

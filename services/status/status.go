@@ -268,7 +268,12 @@ func (s *Service) reload(ctx context.Context, w *pendingWrite) error {
 	return nil
 }
 
+// logChanges logs each change that w's write applied (at info level only:
+// building the lines is a cost per record).
 func (s *Service) logChanges(w *pendingWrite) {
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	for _, c := range w.changes {
 		if t := w.rec.Targets[c.Target]; t != nil && t.EventID == c.EventID && t.State == c.State {
 			s.log.Info("status_changed", "record_id", c.RecordID, "event_id", c.EventID, "target", c.Target,
