@@ -54,6 +54,11 @@ func startDev(t testing.TB, opts ...func(*app.Env)) *devStack {
 	ready := make(chan app.DevInfo, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("RECORDSYNC_BENCH_LOG") == "info" {
+		// What production pays at the default level: a JSON line per
+		// status change and per CRM request (written nowhere).
+		log = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	if testing.Verbose() {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
