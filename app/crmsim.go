@@ -16,7 +16,6 @@ import (
 	"github.com/recordsync/record-sync/crmsim/hubspot"
 	"github.com/recordsync/record-sync/crmsim/outreach"
 	"github.com/recordsync/record-sync/crmsim/salesforce"
-	"github.com/recordsync/record-sync/shared/natsrv"
 )
 
 // CRMSim is a running CRM emulator.
@@ -40,7 +39,7 @@ func StartCRMSim(addr, dataDir string, log *slog.Logger) (*CRMSim, error) {
 	if err != nil {
 		return nil, err
 	}
-	sim, err := crmsim.NewServer(hubspot.New(creds.HubSpot.Token), sf, outreach.New(creds.Outreach))
+	sim, err := crmsim.NewServer(hubspot.New(creds.HubSpot), sf, outreach.New(creds.Outreach))
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +80,10 @@ func simCredentials(path string) (simCreds, error) {
 	if err == nil {
 		_ = json.Unmarshal(b, &creds) // a damaged file is replaced
 	}
-	if creds.HubSpot.Token == "" {
-		creds.HubSpot.Token = "pat-na1-" + natsrv.RandomSecret()
+	if fresh := hubspot.NewCredentials(); creds.HubSpot.Token == "" {
+		creds.HubSpot = fresh
+	} else if creds.HubSpot.RefreshToken == "" { // a file from before the OAuth alternative
+		creds.HubSpot.OAuthClient = fresh.OAuthClient
 	}
 	if creds.Salesforce.PrivateKey == "" {
 		if creds.Salesforce, err = salesforce.NewCredentials(); err != nil {

@@ -2,9 +2,12 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,10 +55,13 @@ func TestTwoPushersShareTheLimit(t *testing.T) {
 
 // runPusher runs the pushers of every target as a process of their own
 // would, against the dev NATS, until the test ends, and returns their
-// metrics.
-func (s *devStack) runPusher() *telemetry.Metrics {
+// metrics. opts change its settings.
+func (s *devStack) runPusher(opts ...func(*app.Env)) *telemetry.Metrics {
 	s.t.Helper()
 	env := app.Env{CRMSimAddr: strings.TrimPrefix(s.info.CRMSimURL, "http://"), CRMCredentials: s.info.Credentials}
+	for _, o := range opts {
+		o(&env)
+	}
 	reg, _, err := app.Registry(env, true)
 	if err != nil {
 		s.t.Fatal(err)
@@ -249,5 +255,34 @@ func TestLimitCountsRequests(t *testing.T) {
 	byStatus := stats.Body["requests_by_status"].(map[string]any)
 	if stats.Body["max_requests_in_window"].(float64) > 10 || byStatus["429"] != nil || byStatus["201"] != float64(n) {
 		t.Fatalf("the limit did not count requests: %s", stats.Raw)
+	}
+}
+
+// TestHubSpotOAuthCredentials runs a pusher whose credentials file has no
+// HubSpot private app token, only an OAuth app's refresh token: it gets
+// access tokens from the emulated /oauth/v1/token and syncs.
+func TestHubSpotOAuthCredentials(t *testing.T) {
+	s := startDev(t, func(e *app.Env) { e.DevPushers = 0 })
+	raw, err := os.ReadFile(s.info.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creds map[string]map[string]any
+	if err := json.Unmarshal(raw, &creds); err != nil {
+		t.Fatal(err)
+	}
+	if creds["hubspot"]["refresh_token"] == "" {
+		t.Fatalf("dev wrote no HubSpot OAuth client: %s", raw)
+	}
+	delete(creds["hubspot"], "token")
+	raw, _ = json.Marshal(creds)
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.runPusher(func(e *app.Env) { e.CRMCredentials = path })
+	s.call("POST", "/v1/sync/", syncKey, contact("oa-1", "oa1@example.com", nil))
+	if st := s.waitState("oa-1", "hubspot", status.StateSynced); st.CRMID == nil {
+		t.Fatalf("synced without a CRM id: %+v", st)
 	}
 }

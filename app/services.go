@@ -39,7 +39,10 @@ import (
 // deployment can provide the same way (RECORDSYNC_CRM_CREDENTIALS).
 type credentials struct {
 	HubSpot struct {
-		Token string `json:"token"`
+		Token        string `json:"token"`
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+		RefreshToken string `json:"refresh_token"`
 	} `json:"hubspot"`
 	Salesforce struct {
 		ConsumerKey string `json:"consumer_key"`
@@ -82,7 +85,13 @@ func Registry(env Env, needCreds bool) (*crm.Registry, []string, error) {
 		}
 		return r.Register(c)
 	}
-	if err := add(hubspot.New(creds.HubSpot.Token, timeout), creds.HubSpot.Token != ""); err != nil {
+	// HubSpot: a private app token, or else an OAuth app's refresh token.
+	h := creds.HubSpot
+	hs, hsOAuth := hubspot.New(h.Token, timeout), h.Token == "" && h.ClientID != "" && h.RefreshToken != ""
+	if hsOAuth {
+		hs = hubspot.NewOAuth(hubspot.OAuthCredentials{ClientID: h.ClientID, ClientSecret: h.ClientSecret, RefreshToken: h.RefreshToken}, timeout)
+	}
+	if err := add(hs, h.Token != "" || hsOAuth); err != nil {
 		return nil, nil, err
 	}
 	sf := salesforce.Credentials{ConsumerKey: creds.Salesforce.ConsumerKey, Username: creds.Salesforce.Username,

@@ -43,15 +43,26 @@ type contact struct {
 	Archived   bool
 }
 
-// Credentials are the private app token.
+// Credentials are the private app token and, for the OAuth alternative,
+// an app's client and refresh token.
 type Credentials struct {
 	Token string `json:"token"`
+	crmsim.OAuthClient
 }
+
+// NewCredentials returns new sandbox credentials.
+func NewCredentials() Credentials {
+	return Credentials{Token: "pat-na1-" + crmsim.NewOAuthClient().ClientSecret, OAuthClient: crmsim.NewOAuthClient()}
+}
+
+// accessTokenTTL is how long HubSpot's OAuth access tokens live.
+const accessTokenTTL = 30 * time.Minute
 
 // CRM is the emulated HubSpot.
 type CRM struct {
-	sim   *crmsim.Sim
-	token string
+	sim    *crmsim.Sim
+	creds  Credentials
+	tokens *crmsim.Tokens // OAuth access tokens
 
 	mu      sync.Mutex
 	byID    map[string]*contact
@@ -63,8 +74,8 @@ type CRM struct {
 var _ crmsim.CRM = (*CRM)(nil)
 
 // New returns an empty HubSpot accepting token.
-func New(token string) *CRM {
-	c := &CRM{sim: crmsim.NewSim(defaultLimit, defaultWindow), token: token}
+func New(creds Credentials) *CRM {
+	c := &CRM{sim: crmsim.NewSim(defaultLimit, defaultWindow), creds: creds, tokens: crmsim.NewTokens(accessTokenTTL)}
 	c.Reset()
 	return c
 }
@@ -76,7 +87,11 @@ func (c *CRM) Name() string { return "hubspot" }
 func (c *CRM) Sim() *crmsim.Sim { return c.sim }
 
 // Credentials implements crmsim.CRM.
-func (c *CRM) Credentials() any { return Credentials{Token: c.token} }
+func (c *CRM) Credentials() any { return c.creds }
+
+// ExpireTokens ends every OAuth access token issued so far, as their 30
+// minutes passing would.
+func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 // Reset implements crmsim.CRM.
 func (c *CRM) Reset() {
@@ -94,6 +109,9 @@ func (c *CRM) Stored() int {
 
 // Register implements crmsim.CRM.
 func (c *CRM) Register(mux *http.ServeMux, prefix string) {
+	mux.HandleFunc("POST "+prefix+"/oauth/v1/token", func(w http.ResponseWriter, r *http.Request) {
+		c.tokens.RefreshGrant(w, r, c.creds.OAuthClient, nil)
+	})
 	base := prefix + "/crm/v3/objects/contacts"
 	mux.Handle("POST "+base+"/batch/upsert", c.guard(c.batchUpsert))
 	mux.Handle("POST "+base+"/batch/archive", c.guard(c.batchArchive))
@@ -142,7 +160,12 @@ func writeErr(w http.ResponseWriter, status int, category, msg string, details .
 func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool, partial float64)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(auth), []byte(c.token)) != 1 {
+		private := ok && c.creds.Token != "" && subtle.ConstantTimeCompare([]byte(auth), []byte(c.creds.Token)) == 1
+		if issued, expiredFor := c.tokens.Check(auth); !private && issued && expiredFor > 0 {
+			writeErr(w, http.StatusUnauthorized, "EXPIRED_AUTHENTICATION",
+				fmt.Sprintf("The OAuth token used to make this call expired %d second(s) ago.", int(expiredFor.Seconds())))
+			return
+		} else if !private && !issued {
 			writeErr(w, http.StatusUnauthorized, "INVALID_AUTHENTICATION",
 				"Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview")
 			return

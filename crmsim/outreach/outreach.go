@@ -8,9 +8,6 @@
 package outreach
 
 import (
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"mime"
@@ -31,11 +28,7 @@ var attributes = []string{"firstName", "lastName", "emails", "title", "company",
 
 // Credentials are the OAuth client and the refresh token a client starts
 // from.
-type Credentials struct {
-	ClientID     string `json:"client_id"`
-	ClientSecret string `json:"client_secret"`
-	RefreshToken string `json:"refresh_token"`
-}
+type Credentials = crmsim.OAuthClient
 
 type prospect struct {
 	ID         int
@@ -67,15 +60,7 @@ func New(creds Credentials) *CRM {
 }
 
 // NewCredentials returns new sandbox credentials.
-func NewCredentials() Credentials {
-	return Credentials{ClientID: "sim-" + secret(8), ClientSecret: secret(24), RefreshToken: secret(24)}
-}
-
-func secret(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func NewCredentials() Credentials { return crmsim.NewOAuthClient() }
 
 // Name implements crmsim.CRM.
 func (c *CRM) Name() string { return "outreach" }
@@ -127,32 +112,7 @@ func writeErr(w http.ResponseWriter, status int, e errorObject) {
 }
 
 func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": "invalid_request"})
-		return
-	}
-	f := r.PostForm
-	if f.Get("grant_type") != "refresh_token" {
-		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": "unsupported_grant_type"})
-		return
-	}
-	id, sec := f.Get("client_id"), f.Get("client_secret")
-	if id == "" {
-		id, sec, _ = r.BasicAuth()
-	}
-	if id != c.creds.ClientID || subtle.ConstantTimeCompare([]byte(sec), []byte(c.creds.ClientSecret)) != 1 {
-		crmsim.WriteJSON(w, http.StatusUnauthorized, "application/json", map[string]string{"error": "invalid_client", "error_description": "Client authentication failed"})
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(f.Get("refresh_token")), []byte(c.creds.RefreshToken)) != 1 {
-		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": "invalid_grant", "error_description": "The provided authorization grant is invalid, expired or revoked"})
-		return
-	}
-	tok, ttl := c.tokens.Issue("")
-	crmsim.WriteJSON(w, http.StatusOK, "application/json", map[string]any{
-		"access_token": tok, "token_type": "bearer", "expires_in": int(ttl.Seconds()), "refresh_token": c.creds.RefreshToken,
-		"scope": "prospects.all", "created_at": time.Now().Unix(),
-	})
+	c.tokens.RefreshGrant(w, r, c.creds, map[string]any{"scope": "prospects.all", "created_at": time.Now().Unix()})
 }
 
 // guard checks the token, the quota, the faults and the media type.

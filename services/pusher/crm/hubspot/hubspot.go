@@ -1,5 +1,5 @@
-// Package hubspot is the pusher's HubSpot plugin: private-app bearer auth,
-// contacts written with batch upsert by email (up to 100 per request) and
+// Package hubspot is the pusher's HubSpot plugin: private-app bearer auth
+// or, as the alternative, OAuth 2.0 with a refresh token; contacts written with batch upsert by email (up to 100 per request) and
 // deleted with batch read by email then batch archive; per-item results
 // from the 200/207 body, 429s with their policy and the
 // X-HubSpot-RateLimit-* headers understood.
@@ -50,7 +50,8 @@ var defaultFields = []mapping.Field{
 // Client is the HubSpot plugin.
 type Client struct {
 	*crm.Conn
-	token string
+	token string             // a private app's, or
+	oauth *crm.RefreshTokens // an OAuth app's access tokens
 }
 
 var (
@@ -61,6 +62,20 @@ var (
 // New returns a plugin authenticating with a private app token.
 func New(token string, timeout time.Duration) *Client {
 	return &Client{Conn: crm.NewConn(timeout), token: token}
+}
+
+// OAuthCredentials are an OAuth app's client and the refresh token of the
+// portal that installed it.
+type OAuthCredentials struct {
+	ClientID, ClientSecret, RefreshToken string
+}
+
+// NewOAuth returns a plugin authenticating with OAuth 2.0 access tokens got
+// with a refresh token from POST /oauth/v1/token, renewed before they
+// expire (30 minutes) and when HubSpot answers 401.
+func NewOAuth(creds OAuthCredentials, timeout time.Duration) *Client {
+	conn := crm.NewConn(timeout)
+	return &Client{Conn: conn, oauth: crm.NewRefreshTokens(creds.ClientID, creds.ClientSecret, creds.RefreshToken, "/oauth/v1/token", conn.HTTP)}
 }
 
 // Name implements crm.CRM.
@@ -116,12 +131,12 @@ func (c *Client) Push(ctx context.Context, apiHost string, recs []crm.Record) []
 			upserts = append(upserts, i)
 		}
 	}
-	base := strings.TrimRight(apiHost, "/") + "/crm/v3/objects/contacts/batch/"
+	host := strings.TrimRight(apiHost, "/")
 	if len(upserts) > 0 {
-		c.upsert(ctx, base, recs, upserts, results)
+		c.upsert(ctx, host, recs, upserts, results)
 	}
 	if len(deletes) > 0 {
-		c.delete(ctx, base, recs, deletes, results)
+		c.delete(ctx, host, recs, deletes, results)
 	}
 	return results
 }
@@ -154,13 +169,16 @@ type apiError struct {
 	PolicyName string `json:"policyName"`
 }
 
-func (c *Client) upsert(ctx context.Context, base string, recs []crm.Record, idx []int, results []crm.Result) {
+// batchPath is where the contacts' batch endpoints are.
+const batchPath = "/crm/v3/objects/contacts/batch/"
+
+func (c *Client) upsert(ctx context.Context, host string, recs []crm.Record, idx []int, results []crm.Result) {
 	inputs := make([]input, len(idx))
 	for j, i := range idx {
 		inputs[j] = upsertInput(recs[i])
 	}
 	var resp batchResponse
-	if res, ok := c.call(ctx, base+"upsert", map[string]any{"inputs": inputs}, &resp); !ok {
+	if res, ok := c.call(ctx, host, batchPath+"upsert", map[string]any{"inputs": inputs}, &resp); !ok {
 		setAll(results, idx, res)
 		return
 	}
@@ -203,13 +221,13 @@ func itemErrors(errs []apiError) map[string]crm.Result {
 	return out
 }
 
-func (c *Client) delete(ctx context.Context, base string, recs []crm.Record, idx []int, results []crm.Result) {
+func (c *Client) delete(ctx context.Context, host string, recs []crm.Record, idx []int, results []crm.Result) {
 	inputs := make([]input, len(idx))
 	for j, i := range idx {
 		inputs[j] = input{ID: recs[i].Identity}
 	}
 	var found batchResponse
-	res, ok := c.call(ctx, base+"read", map[string]any{"idProperty": "email", "inputs": inputs, "properties": []string{"email"}}, &found)
+	res, ok := c.call(ctx, host, batchPath+"read", map[string]any{"idProperty": "email", "inputs": inputs, "properties": []string{"email"}}, &found)
 	if !ok {
 		setAll(results, idx, res)
 		return
@@ -221,7 +239,7 @@ func (c *Client) delete(ctx context.Context, base string, recs []crm.Record, idx
 		archive = append(archive, input{ID: r.ID})
 	}
 	if len(archive) > 0 {
-		if res, ok := c.call(ctx, base+"archive", map[string]any{"inputs": archive}, nil); !ok {
+		if res, ok := c.call(ctx, host, batchPath+"archive", map[string]any{"inputs": archive}, nil); !ok {
 			setAll(results, idx, res)
 			return
 		}
@@ -238,29 +256,50 @@ func setAll(results []crm.Result, idx []int, res crm.Result) {
 	}
 }
 
-// call POSTs body as JSON; for a 200, 204 or 207 it decodes the answer into
-// out and reports ok, otherwise it returns the classified failure.
-func (c *Client) call(ctx context.Context, url string, body, out any) (crm.Result, bool) {
+// call POSTs body as JSON to path under host; for a 200, 204 or 207 it
+// decodes the answer into out and reports ok, otherwise it returns the
+// classified failure. With OAuth, a 401 gets a new access token and one
+// more try.
+func (c *Client) call(ctx context.Context, host, path string, body, out any) (crm.Result, bool) {
 	b, err := fastjson.Marshal(body)
 	if err != nil {
 		return crm.Result{Class: crm.Permanent, Code: "ENCODE", Message: err.Error()}, false
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
-	if err != nil {
-		return crm.Result{Class: crm.Permanent, Code: "REQUEST", Message: err.Error()}, false
+	for attempt := 0; ; attempt++ {
+		auth := c.token
+		if c.oauth != nil {
+			tok, err := c.oauth.Token(host, attempt > 0)
+			if err != nil {
+				return crm.Result{Class: crm.Transient, Code: "AUTH", Message: err.Error(), Whole: true}, false
+			}
+			auth = tok.AccessToken
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, host+path, bytes.NewReader(b))
+		if err != nil {
+			return crm.Result{Class: crm.Permanent, Code: "REQUEST", Message: err.Error()}, false
+		}
+		req.Header.Set("Authorization", "Bearer "+auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			return crm.FromError(err), false
+		}
+		c.noteQuota(resp.Header)
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+		_ = resp.Body.Close()
+		if err != nil {
+			return crm.FromError(err), false
+		}
+		if resp.StatusCode == http.StatusUnauthorized && c.oauth != nil && attempt == 0 {
+			continue
+		}
+		return answer(resp, raw, out)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return crm.FromError(err), false
-	}
-	defer resp.Body.Close()
-	c.noteQuota(resp.Header)
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return crm.FromError(err), false
-	}
+}
+
+// answer classifies HubSpot's answer raw to one request, decoding a
+// success into out.
+func answer(resp *http.Response, raw []byte, out any) (crm.Result, bool) {
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusMultiStatus, http.StatusNoContent:
 		if out != nil && len(raw) > 0 {

@@ -22,7 +22,7 @@ const token = "pat-test"
 // setup serves the emulated HubSpot and returns a plugin pointed at it.
 func setup(t *testing.T) (*hubspot.Client, *simhubspot.CRM, string) {
 	t.Helper()
-	sim := simhubspot.New(token)
+	sim := simhubspot.New(simhubspot.Credentials{Token: token})
 	srv, err := crmsim.NewServer(sim)
 	if err != nil {
 		t.Fatal(err)
@@ -57,11 +57,23 @@ func records(t *testing.T, c crm.CRM, op event.Operation, emails ...string) []cr
 	return out
 }
 
+func invalid(i int) map[string]any { return map[string]any{"email": fmt.Sprintf("not-an-email-%d", i)} }
+
 func TestContract(t *testing.T) {
 	crmtest.Run(t, func(t *testing.T) crmtest.Harness {
-		sim := simhubspot.New(token)
-		return crmtest.Harness{Client: hubspot.New(token, 2*time.Second), Sim: sim,
-			Invalid: func(i int) map[string]any { return map[string]any{"email": fmt.Sprintf("not-an-email-%d", i)} }}
+		sim := simhubspot.New(simhubspot.Credentials{Token: token})
+		return crmtest.Harness{Client: hubspot.New(token, 2*time.Second), Sim: sim, Invalid: invalid}
+	})
+}
+
+// TestContractOAuth runs the contract with the OAuth alternative: access
+// tokens from the refresh token, renewed when HubSpot says they expired.
+func TestContractOAuth(t *testing.T) {
+	crmtest.Run(t, func(t *testing.T) crmtest.Harness {
+		creds := simhubspot.NewCredentials()
+		sim := simhubspot.New(creds)
+		c := hubspot.NewOAuth(hubspot.OAuthCredentials{ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, RefreshToken: creds.RefreshToken}, 2*time.Second)
+		return crmtest.Harness{Client: c, Sim: sim, ExpireTokens: sim.ExpireTokens, Invalid: invalid}
 	})
 }
 

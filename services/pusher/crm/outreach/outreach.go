@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/fastjson"
@@ -57,9 +55,10 @@ type Client struct {
 	*crm.Conn
 	creds Credentials
 
-	mu     sync.Mutex
-	tokens map[string]oauth2.TokenSource // by API host
-	ids    map[string]int                // email -> prospect id
+	tokens *crm.RefreshTokens
+
+	mu  sync.Mutex
+	ids map[string]int // email -> prospect id
 }
 
 var (
@@ -69,7 +68,9 @@ var (
 
 // New returns the plugin.
 func New(creds Credentials, timeout time.Duration) *Client {
-	return &Client{Conn: crm.NewConn(timeout), creds: creds, tokens: map[string]oauth2.TokenSource{}, ids: map[string]int{}}
+	conn := crm.NewConn(timeout)
+	return &Client{Conn: conn, creds: creds, ids: map[string]int{},
+		tokens: crm.NewRefreshTokens(creds.ClientID, creds.ClientSecret, creds.RefreshToken, "/oauth/token", conn.HTTP)}
 }
 
 // Name implements crm.CRM.
@@ -205,28 +206,12 @@ func (c *Client) forget(email string) {
 	delete(c.ids, email)
 }
 
-// tokenSource returns the refreshing token source of host; renew drops the
-// cached access token.
-func (c *Client) tokenSource(host string, renew bool) oauth2.TokenSource {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ts, ok := c.tokens[host]
-	if !ok || renew {
-		cfg := &oauth2.Config{ClientID: c.creds.ClientID, ClientSecret: c.creds.ClientSecret,
-			Endpoint: oauth2.Endpoint{TokenURL: host + "/oauth/token", AuthStyle: oauth2.AuthStyleInParams}}
-		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, c.HTTP)
-		ts = oauth2.ReuseTokenSource(nil, cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: c.creds.RefreshToken}))
-		c.tokens[host] = ts
-	}
-	return ts
-}
-
 // call sends a JSON:API request, renewing the token once on a 401, and
 // decodes a 2xx answer into out. It returns the classified failure, the
 // body, and the status (0 when there was no answer).
 func (c *Client) call(ctx context.Context, host, method, path string, body, out any) (crm.Result, []byte, int) {
 	for attempt := 0; attempt < 2; attempt++ {
-		tok, err := c.tokenSource(host, attempt > 0).Token()
+		tok, err := c.tokens.Token(host, attempt > 0)
 		if err != nil {
 			return crm.Result{Class: crm.Transient, Code: "AUTH", Message: err.Error(), Whole: true}, nil, 0
 		}
