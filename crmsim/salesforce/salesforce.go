@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -134,6 +135,8 @@ func (c *CRM) Register(mux *http.ServeMux, prefix string) {
 	mux.Handle("PATCH "+base+"/composite/sobjects/{type}/{field}", c.guard(c.upsert))
 	mux.Handle("GET "+base+"/sobjects/{type}/{field}/{value}", c.guard(c.get))
 	mux.Handle("DELETE "+base+"/sobjects/{type}/{field}/{value}", c.guard(c.deleteByExt))
+	mux.Handle("DELETE "+base+"/composite/sobjects", c.guard(c.deleteCollection))
+	mux.Handle("GET "+base+"/query", c.guard(c.query))
 }
 
 // apiError is one entry of Salesforce's error array.
@@ -218,11 +221,19 @@ func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool,
 	})
 }
 
+// itemResult is one record's result in an sObject Collections answer; its
+// errors carry statusCode (not errorCode, as whole-request errors do).
 type itemResult struct {
-	ID      *string    `json:"id"`
-	Success bool       `json:"success"`
-	Errors  []apiError `json:"errors"`
-	Created bool       `json:"created,omitempty"`
+	ID      *string     `json:"id"`
+	Success bool        `json:"success"`
+	Errors  []itemError `json:"errors"`
+	Created bool        `json:"created,omitempty"`
+}
+
+type itemError struct {
+	StatusCode string   `json:"statusCode"`
+	Message    string   `json:"message"`
+	Fields     []string `json:"fields"`
 }
 
 func (c *CRM) upsert(w http.ResponseWriter, r *http.Request, timeout bool, partial float64) {
@@ -259,7 +270,7 @@ func (c *CRM) upsert(w http.ResponseWriter, r *http.Request, timeout bool, parti
 
 func (c *CRM) upsertLocked(typ string, known []string, rec map[string]any, partial float64) itemResult {
 	fail := func(code, msg string, f ...string) itemResult {
-		return itemResult{Errors: []apiError{{ErrorCode: code, Message: msg, Fields: f}}}
+		return itemResult{Errors: []itemError{{StatusCode: code, Message: msg, Fields: append([]string{}, f...)}}}
 	}
 	attrs, _ := rec["attributes"].(map[string]any)
 	if t, _ := attrs["type"].(string); t != typ {
@@ -294,7 +305,7 @@ func (c *CRM) upsertLocked(typ string, known []string, rec map[string]any, parti
 			}
 		}
 		c.byID[id], c.byExt[key] = stored, id
-		return itemResult{ID: &id, Success: true, Errors: []apiError{}, Created: true}
+		return itemResult{ID: &id, Success: true, Errors: []itemError{}, Created: true}
 	}
 	stored := c.byID[existing]
 	for k, v := range rec {
@@ -302,7 +313,7 @@ func (c *CRM) upsertLocked(typ string, known []string, rec map[string]any, parti
 			stored.Fields[k] = v
 		}
 	}
-	return itemResult{ID: &stored.ID, Success: true, Errors: []apiError{}}
+	return itemResult{ID: &stored.ID, Success: true, Errors: []itemError{}}
 }
 
 func (c *CRM) lookup(w http.ResponseWriter, r *http.Request) (*record, bool) {
@@ -345,4 +356,74 @@ func (c *CRM) deleteByExt(w http.ResponseWriter, r *http.Request, timeout bool, 
 		return
 	}
 	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
+}
+
+// queryPattern is the one SOQL statement the emulator answers: records of
+// a type by external id.
+var queryPattern = regexp.MustCompile(`(?i)^\s*SELECT\s+Id\s*,\s*` + ExternalID + `\s+FROM\s+(\w+)\s+WHERE\s+` + ExternalID + `\s+IN\s*\((.*)\)\s*$`)
+
+// soqlString matches one quoted SOQL string literal.
+var soqlString = regexp.MustCompile(`\s*'((?:[^'\\]|\\.)*)'\s*(,|$)`)
+
+// query answers GET /query?q=SELECT Id, RecordSync_Id__c FROM <type>
+// WHERE RecordSync_Id__c IN ('a', 'b'); other statements get
+// MALFORMED_QUERY, as a real org's parser would for what it cannot read.
+func (c *CRM) query(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
+	m := queryPattern.FindStringSubmatch(r.URL.Query().Get("q"))
+	if m == nil {
+		writeErrs(w, http.StatusBadRequest, "MALFORMED_QUERY", "The emulator reads only: SELECT Id, "+ExternalID+" FROM <type> WHERE "+ExternalID+" IN ('...')")
+		return
+	}
+	typ := m[1]
+	if _, ok := fields[typ]; !ok {
+		writeErrs(w, http.StatusBadRequest, "INVALID_TYPE", "sObject type '"+typ+"' is not supported.")
+		return
+	}
+	var values []string
+	for rest := m[2]; rest != ""; {
+		lit := soqlString.FindStringSubmatchIndex(rest)
+		if lit == nil || lit[0] != 0 {
+			writeErrs(w, http.StatusBadRequest, "MALFORMED_QUERY", "unexpected token in the IN list: "+rest)
+			return
+		}
+		values = append(values, strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(rest[lit[2]:lit[3]]))
+		rest = rest[lit[1]:]
+	}
+	records := []map[string]any{}
+	c.mu.Lock()
+	for _, v := range values {
+		if id, ok := c.byExt[typ+"/"+v]; ok {
+			records = append(records, map[string]any{"attributes": map[string]string{"type": typ, "url": "/services/data/" + APIVersion + "/sobjects/" + typ + "/" + id},
+				"Id": id, ExternalID: v})
+		}
+	}
+	c.mu.Unlock()
+	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", map[string]any{"totalSize": len(records), "done": true, "records": records})
+}
+
+// deleteCollection answers DELETE /composite/sobjects?ids=a,b&allOrNone=false:
+// up to 200 record ids, a result per id in order.
+func (c *CRM) deleteCollection(w http.ResponseWriter, r *http.Request, timeout bool, partial float64) {
+	ids := strings.Split(r.URL.Query().Get("ids"), ",")
+	if len(ids) == 0 || ids[0] == "" || len(ids) > MaxBatch {
+		writeErrs(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("ids: between 1 and %d record ids are allowed", MaxBatch))
+		return
+	}
+	out := make([]itemResult, len(ids))
+	c.mu.Lock()
+	for i, id := range ids {
+		rec, ok := c.byID[id]
+		switch {
+		case !ok:
+			out[i] = itemResult{ID: &ids[i], Errors: []itemError{{StatusCode: "ENTITY_IS_DELETED", Message: "entity is deleted", Fields: []string{}}}}
+		case c.sim.Roll(partial):
+			out[i] = itemResult{ID: &ids[i], Errors: []itemError{{StatusCode: "UNABLE_TO_LOCK_ROW", Message: "unable to obtain exclusive access to this record", Fields: []string{}}}}
+		default:
+			delete(c.byID, id)
+			delete(c.byExt, rec.Type+"/"+fmt.Sprint(rec.Fields[ExternalID]))
+			out[i] = itemResult{ID: &ids[i], Success: true, Errors: []itemError{}}
+		}
+	}
+	c.mu.Unlock()
+	crmsim.Answer(w, r, timeout, http.StatusOK, "application/json;charset=UTF-8", out)
 }

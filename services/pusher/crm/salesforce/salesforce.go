@@ -116,7 +116,7 @@ func (c *Client) Identify(ev *event.Event, _ map[string]any) (string, error) {
 // Payload implements crm.CRM: the collection record of rec.
 func (c *Client) Payload(rec crm.Record) any {
 	if rec.Event.Operation == event.OpDelete {
-		return map[string]any{"delete": "/sobjects/" + sobject(rec.Event) + "/" + ExternalID + "/" + rec.Identity}
+		return map[string]any{"delete": map[string]string{"type": sobject(rec.Event), ExternalID: rec.Identity}}
 	}
 	return collectionRecord(rec)
 }
@@ -139,34 +139,114 @@ func collectionRecord(rec crm.Record) map[string]any {
 }
 
 // Push implements crm.CRM. Upserts go by sObject type, one collection
-// request per type; deletes one request each.
+// request per type; deletes by type too: a SOQL query finds the record
+// ids of the external ids, and one collection request deletes them.
 func (c *Client) Push(ctx context.Context, apiHost string, recs []crm.Record) []crm.Result {
 	results := make([]crm.Result, len(recs))
-	byType := map[string][]int{}
-	var deletes []int
+	upserts, deletes := map[string][]int{}, map[string][]int{}
 	for i, r := range recs {
 		if r.Event.Operation == event.OpDelete {
-			deletes = append(deletes, i)
-			continue
+			deletes[sobject(r.Event)] = append(deletes[sobject(r.Event)], i)
+		} else {
+			upserts[sobject(r.Event)] = append(upserts[sobject(r.Event)], i)
 		}
-		byType[sobject(r.Event)] = append(byType[sobject(r.Event)], i)
 	}
-	for typ, idx := range byType {
+	for typ, idx := range upserts {
 		c.upsert(ctx, apiHost, typ, recs, idx, results)
 	}
-	for _, i := range deletes {
-		path := "/sobjects/" + sobject(recs[i].Event) + "/" + ExternalID + "/" + url.PathEscape(recs[i].Identity)
-		res, raw, ok := c.call(ctx, apiHost, http.MethodDelete, path, nil)
-		switch {
-		case ok, res.Code == "NOT_FOUND":
-			// Not there is as deleted as Salesforce can make it.
-			results[i] = crm.Result{Class: crm.OK}
-		default:
-			results[i] = res
-			results[i].Excerpt = crm.Excerpt(raw)
-		}
+	for typ, idx := range deletes {
+		c.delete(ctx, apiHost, typ, recs, idx, results)
 	}
 	return results
+}
+
+// maxQueryLen bounds the SOQL of one query: it travels in the URL, which
+// Salesforce takes up to about 16,000 characters.
+const maxQueryLen = 12_000
+
+// delete removes the records recs[idx] of type typ: their ids by a query
+// (split when the external ids make it long), then one collections delete.
+// A record Salesforce does not hold is as deleted as it can make it.
+func (c *Client) delete(ctx context.Context, apiHost, typ string, recs []crm.Record, idx []int, results []crm.Result) {
+	fail := func(idx []int, res crm.Result, raw []byte) {
+		res.Excerpt = crm.Excerpt(raw)
+		for _, i := range idx {
+			results[i] = res
+		}
+	}
+	ids := make(map[string]string, len(idx)) // external id -> record id
+	for start := 0; start < len(idx); {
+		q := "SELECT Id, " + ExternalID + " FROM " + typ + " WHERE " + ExternalID + " IN ("
+		end := start
+		for ; end < len(idx) && (end == start || len(q) < maxQueryLen); end++ {
+			if end > start {
+				q += ", "
+			}
+			q += "'" + soqlEscape(recs[idx[end]].Identity) + "'"
+		}
+		q += ")"
+		res, raw, ok := c.call(ctx, apiHost, http.MethodGet, "/query?q="+url.QueryEscape(q), nil)
+		if !ok {
+			fail(idx, res, raw)
+			return
+		}
+		var found struct {
+			Records []map[string]any `json:"records"`
+		}
+		if err := fastjson.Unmarshal(raw, &found); err != nil {
+			fail(idx, crm.Result{Class: crm.Transient, Code: "DECODE", Message: "unexpected Salesforce answer", Whole: true}, raw)
+			return
+		}
+		for _, r := range found.Records {
+			id, _ := r["Id"].(string)
+			ext, _ := r[ExternalID].(string)
+			ids[ext] = id
+		}
+		start = end
+	}
+	var toDelete []string
+	for _, i := range idx {
+		if id, ok := ids[recs[i].Identity]; ok {
+			toDelete = append(toDelete, id)
+		} else {
+			results[i] = crm.Result{Class: crm.OK}
+		}
+	}
+	if len(toDelete) == 0 {
+		return
+	}
+	res, raw, ok := c.call(ctx, apiHost, http.MethodDelete, "/composite/sobjects?allOrNone=false&ids="+strings.Join(toDelete, ","), nil)
+	var items []itemResult
+	if ok {
+		if err := fastjson.Unmarshal(raw, &items); err != nil || len(items) != len(toDelete) {
+			ok, res = false, crm.Result{Class: crm.Transient, Code: "DECODE", Message: "unexpected Salesforce answer", Whole: true}
+		}
+	}
+	byID := make(map[string]crm.Result, len(items))
+	for j, it := range items {
+		r := itemOutcome(it)
+		if r.Code == "ENTITY_IS_DELETED" {
+			r = crm.Result{Class: crm.OK}
+		}
+		r.CRMID = toDelete[j]
+		byID[toDelete[j]] = r
+	}
+	for _, i := range idx {
+		id, ok2 := ids[recs[i].Identity]
+		switch {
+		case !ok2:
+		case !ok:
+			results[i] = res
+			results[i].Excerpt = crm.Excerpt(raw)
+		default:
+			results[i] = byID[id]
+		}
+	}
+}
+
+// soqlEscape escapes s for a quoted SOQL string literal.
+func soqlEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
 }
 
 type itemResult struct {
@@ -203,25 +283,28 @@ func (c *Client) upsert(ctx context.Context, apiHost, typ string, recs []crm.Rec
 		return
 	}
 	for j, i := range idx {
-		it := items[j]
-		if it.Success && it.ID != nil {
-			results[i] = crm.Result{Class: crm.OK, CRMID: *it.ID}
-			continue
-		}
-		r := crm.Result{Class: crm.Permanent, Code: "UNKNOWN", Message: "the record was not saved"}
-		if len(it.Errors) > 0 {
-			e := it.Errors[0]
-			r.Code, r.Message = e.ErrorCode+e.StatusCode, e.Message
-		}
-		if b, err := fastjson.Marshal(it); err == nil {
-			r.Excerpt = crm.Excerpt(b)
-		}
-		switch r.Code {
-		case "UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE", "SERVER_UNAVAILABLE":
-			r.Class = crm.Transient
-		}
-		results[i] = r
+		results[i] = itemOutcome(items[j])
 	}
+}
+
+// itemOutcome classifies one record's result in a collections answer.
+func itemOutcome(it itemResult) crm.Result {
+	if it.Success && it.ID != nil {
+		return crm.Result{Class: crm.OK, CRMID: *it.ID}
+	}
+	r := crm.Result{Class: crm.Permanent, Code: "UNKNOWN", Message: "the record was not saved"}
+	if len(it.Errors) > 0 {
+		e := it.Errors[0]
+		r.Code, r.Message = e.ErrorCode+e.StatusCode, e.Message
+	}
+	if b, err := fastjson.Marshal(it); err == nil {
+		r.Excerpt = crm.Excerpt(b)
+	}
+	switch r.Code {
+	case "UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE", "SERVER_UNAVAILABLE":
+		r.Class = crm.Transient
+	}
+	return r
 }
 
 // call sends one REST request under the instance's data path, getting or

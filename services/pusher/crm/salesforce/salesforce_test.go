@@ -66,3 +66,61 @@ func TestUntrustedKey(t *testing.T) {
 		t.Fatalf("untrusted key: %+v", r[0])
 	}
 }
+
+// TestDeletesByCollection: deleting a full batch takes one query for the
+// record ids and one collections delete, whatever the ids hold (quotes
+// are escaped); ids too long for one query's URL take more queries, never
+// a request per record.
+func TestDeletesByCollection(t *testing.T) {
+	h := harness(t)
+	srv, err := crmsim.NewServer(h.Sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	c, host := h.Client, ts.URL+"/salesforce"
+	requests := func() int {
+		n := 0
+		for _, v := range h.Sim.Sim().Stats(0).RequestsByStatus {
+			n += v
+		}
+		return n
+	}
+	for _, tt := range []struct {
+		name    string
+		id      func(i int) string
+		queries int
+	}{
+		{"short ids", func(i int) string { return fmt.Sprintf("o'brien:%d", i) }, 1},
+		{"128-character ids", func(i int) string { return fmt.Sprintf("%0128d", i) }, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			recs := func(op event.Operation) []crm.Record {
+				out := make([]crm.Record, salesforce.MaxBatch)
+				for i := range out {
+					ev := &event.Event{RecordID: tt.id(i), ObjectType: event.ObjectLead, Operation: op}
+					out[i] = crm.Record{Event: ev, Identity: tt.id(i), Fields: map[string]any{"LastName": "L", "Company": "C"}}
+				}
+				return out
+			}
+			for i, r := range c.Push(context.Background(), host, recs(event.OpCreate)) {
+				if r.Class != crm.OK {
+					t.Fatalf("create %d: %+v", i, r)
+				}
+			}
+			before := requests()
+			for i, r := range c.Push(context.Background(), host, recs(event.OpDelete)) {
+				if r.Class != crm.OK || r.CRMID == "" {
+					t.Fatalf("delete %d: %+v", i, r)
+				}
+			}
+			if got := requests() - before; got != tt.queries+1 {
+				t.Fatalf("%d requests for %d deletes, want %d queries and one delete", got, salesforce.MaxBatch, tt.queries)
+			}
+			if n := h.Sim.Stored(); n != 0 {
+				t.Fatalf("%d records left", n)
+			}
+		})
+	}
+}
