@@ -46,22 +46,30 @@ func harness(t *testing.T) crmtest.Harness {
 
 func TestContract(t *testing.T) { crmtest.Run(t, harness) }
 
-// TestUntrustedKey: an assertion signed with a key the org does not trust
-// gets no token; the push fails transiently (the credentials can be fixed).
-func TestUntrustedKey(t *testing.T) {
-	h := harness(t)
+// serve serves h's emulator until the test ends and returns the plugin's
+// API host.
+func serve(t *testing.T, h crmtest.Harness) string {
+	t.Helper()
 	srv, err := crmsim.NewServer(h.Sim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv)
-	defer ts.Close()
+	t.Cleanup(ts.Close)
+	return ts.URL + "/salesforce"
+}
+
+// TestUntrustedKey: an assertion signed with a key the org does not trust
+// gets no token; the push fails transiently (the credentials can be fixed).
+func TestUntrustedKey(t *testing.T) {
+	h := harness(t)
+	host := serve(t, h)
 	other, err := simsf.NewCredentials()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ev := &event.Event{RecordID: "r-1", ObjectType: event.ObjectLead, Operation: event.OpCreate}
-	r := client(t, other).Push(context.Background(), ts.URL+"/salesforce", []crm.Record{{Event: ev, Identity: "r-1", Fields: map[string]any{"LastName": "L", "Company": "C"}}})
+	r := client(t, other).Push(context.Background(), host, []crm.Record{{Event: ev, Identity: "r-1", Fields: map[string]any{"LastName": "L", "Company": "C"}}})
 	if r[0].Class != crm.Transient || r[0].Code != "AUTH" || !strings.Contains(r[0].Message, "invalid") {
 		t.Fatalf("untrusted key: %+v", r[0])
 	}
@@ -73,13 +81,7 @@ func TestUntrustedKey(t *testing.T) {
 // a request per record.
 func TestDeletesByCollection(t *testing.T) {
 	h := harness(t)
-	srv, err := crmsim.NewServer(h.Sim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	c, host := h.Client, ts.URL+"/salesforce"
+	c, host := h.Client, serve(t, h)
 	requests := func() int {
 		n := 0
 		for _, v := range h.Sim.Sim().Stats(0).RequestsByStatus {
