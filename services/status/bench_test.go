@@ -40,7 +40,12 @@ func BenchmarkStatusService(b *testing.B) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
 	t0 := time.Now().UTC()
 	var batch []status.Change
 	var acks []jetstream.PubAckFuture
