@@ -462,6 +462,28 @@ func TestThreeTargets(t *testing.T) {
 		data[0].(map[string]any)["attributes"].(map[string]any)["lastName"] != "Hopper" {
 		t.Fatalf("prospect in Outreach: %d %s", p.Status, p.Raw)
 	}
+
+	// A delete by record id alone: HubSpot and Outreach match by email,
+	// which it does not carry, so the CRM ids the creates got are used.
+	del := map[string]any{"record_id": "tt-1", "operation": "delete", "targets": []string{"hubspot", "salesforce", "outreach"}}
+	if r := s.call("POST", "/v1/sync/", syncKey, del); r.Status != 202 {
+		t.Fatalf("DELETE: %d %s", r.Status, r.Raw)
+	}
+	for _, tg := range []string{"hubspot", "salesforce", "outreach"} {
+		st := s.waitFor("tt-1", tg, "deleted", func(t *status.Target) bool { return t.Operation == "delete" && t.State.Final() })
+		if st.State != status.StateSynced {
+			t.Fatalf("delete on %s: %+v %+v", tg, st, st.LastError)
+		}
+	}
+	if r := s.hubspot("GET", "/crm/v3/objects/contacts/"+*hs.CRMID, nil); r.Status != 404 {
+		t.Fatalf("contact still in HubSpot: %d %s", r.Status, r.Raw)
+	}
+	if st := call(t, "GET", s.info.CRMSimURL+"/_sim/salesforce/stats", "", nil); st.Body["records_stored"] != 0.0 {
+		t.Fatalf("contact still in Salesforce: %s", st.Raw)
+	}
+	if r := s.outreach("GET", "/api/v2/prospects/"+*or.CRMID); r.Status != 404 {
+		t.Fatalf("prospect still in Outreach: %d %s", r.Status, r.Raw)
+	}
 }
 
 // TestOneCRMDownDoesNotSlowTheOthers: with HubSpot down, records for

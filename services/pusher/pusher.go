@@ -343,6 +343,12 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 	for _, p := range items {
 		ev := p.item.Event
 		rec, res := Prepare(w.crm, w.mappings, &ev)
+		if res != nil && res.Code == codeMissingIdentity && ev.Operation == event.OpDelete {
+			// Deleted by record id alone: the CRM id its last push got.
+			if id := w.knownCRMID(ctx, ev.RecordID); id != "" {
+				rec, res = crm.Record{Event: &ev, CRMID: id}, nil
+			}
+		}
 		if res != nil {
 			w.settle(tc, p, *res, out)
 			continue
@@ -456,9 +462,26 @@ func Prepare(c crm.CRM, mappings *mapping.Store, ev *event.Event) (crm.Record, *
 	}
 	id, err := c.Identify(ev, fields)
 	if err != nil {
-		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: "MISSING_IDENTITY", Message: err.Error()}
+		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: codeMissingIdentity, Message: err.Error()}
 	}
 	return crm.Record{Event: ev, Identity: id, Fields: fields}, nil
+}
+
+// codeMissingIdentity is the result of an event that names no record the
+// CRM can match.
+const codeMissingIdentity = "MISSING_IDENTITY"
+
+// knownCRMID returns the CRM id of recordID for this target as its status
+// holds it ("" when there is none).
+func (w *Worker) knownCRMID(ctx context.Context, recordID string) string {
+	rec, err := w.status.Get(ctx, recordID)
+	if err != nil {
+		return ""
+	}
+	if t, ok := rec.Targets[w.crm.Name()]; ok && t.CRMID != nil {
+		return *t.CRMID
+	}
+	return ""
 }
 
 // waves splits recs into requests of at most size records, in order: a
@@ -478,11 +501,11 @@ func waves(recs []crm.Record, size int) [][][]int {
 		var cur, deferred []int
 		seen := make(map[string]bool, len(next))
 		for _, i := range next {
-			if seen[recs[i].Identity] {
+			if seen[recs[i].Key()] {
 				deferred = append(deferred, i)
 				continue
 			}
-			seen[recs[i].Identity] = true
+			seen[recs[i].Key()] = true
 			if len(cur) == size {
 				wave = append(wave, cur)
 				cur = nil

@@ -52,8 +52,20 @@ type Record struct {
 	Event *event.Event
 	// Identity is the record's key in the CRM (an email, an external id).
 	Identity string
+	// CRMID, set only on a delete whose event carries no identity (System
+	// A deleting by record id alone), is the CRM's id of the record as its
+	// last push answered it: the plugin deletes by that id.
+	CRMID string
 	// Fields are the mapped fields.
 	Fields map[string]any
+}
+
+// Key is what names rec's record in the CRM: its identity, or the CRM's id.
+func (r Record) Key() string {
+	if r.Identity == "" {
+		return "crm-id:" + r.CRMID
+	}
+	return r.Identity
 }
 
 // Result is the outcome of pushing one Record.

@@ -222,21 +222,29 @@ func itemErrors(errs []apiError) map[string]crm.Result {
 }
 
 func (c *Client) delete(ctx context.Context, host string, recs []crm.Record, idx []int, results []crm.Result) {
-	inputs := make([]input, len(idx))
-	for j, i := range idx {
-		inputs[j] = input{ID: recs[i].Identity}
-	}
-	var found batchResponse
-	res, ok := c.call(ctx, host, batchPath+"read", map[string]any{"idProperty": "email", "inputs": inputs, "properties": []string{"email"}}, &found)
-	if !ok {
-		setAll(results, idx, res)
-		return
-	}
-	ids := make(map[string]string, len(found.Results))
+	// Records known by email are looked up first; those known only by
+	// their HubSpot id (deleted by record id alone) are archived by it.
+	var inputs []input
 	var archive []input
-	for _, r := range found.Results {
-		ids[strings.ToLower(r.Properties["email"])] = r.ID
-		archive = append(archive, input{ID: r.ID})
+	for _, i := range idx {
+		if recs[i].Identity == "" {
+			archive = append(archive, input{ID: recs[i].CRMID})
+		} else {
+			inputs = append(inputs, input{ID: recs[i].Identity})
+		}
+	}
+	ids := make(map[string]string, len(inputs))
+	if len(inputs) > 0 {
+		var found batchResponse
+		res, ok := c.call(ctx, host, batchPath+"read", map[string]any{"idProperty": "email", "inputs": inputs, "properties": []string{"email"}}, &found)
+		if !ok {
+			setAll(results, idx, res)
+			return
+		}
+		for _, r := range found.Results {
+			ids[strings.ToLower(r.Properties["email"])] = r.ID
+			archive = append(archive, input{ID: r.ID})
+		}
 	}
 	if len(archive) > 0 {
 		if res, ok := c.call(ctx, host, batchPath+"archive", map[string]any{"inputs": archive}, nil); !ok {
@@ -246,7 +254,11 @@ func (c *Client) delete(ctx context.Context, host string, recs []crm.Record, idx
 	}
 	for _, i := range idx {
 		// A contact that is not there is as deleted as HubSpot can make it.
-		results[i] = crm.Result{Class: crm.OK, CRMID: ids[recs[i].Identity]}
+		id := recs[i].CRMID
+		if recs[i].Identity != "" {
+			id = ids[recs[i].Identity]
+		}
+		results[i] = crm.Result{Class: crm.OK, CRMID: id}
 	}
 }
 

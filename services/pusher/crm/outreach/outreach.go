@@ -127,9 +127,18 @@ func (c *Client) Push(ctx context.Context, apiHost string, recs []crm.Record) []
 }
 
 func (c *Client) push(ctx context.Context, host string, r crm.Record) crm.Result {
-	id, res, ok := c.find(ctx, host, r.Identity)
-	if !ok {
-		return res
+	var id int
+	if r.Identity == "" { // a delete by record id alone: the prospect id is known
+		var err error
+		if id, err = strconv.Atoi(r.CRMID); err != nil {
+			return crm.Result{Class: crm.Permanent, Code: "MISSING_IDENTITY", Message: "no email and no Outreach prospect id " + r.CRMID}
+		}
+	} else {
+		var res crm.Result
+		var ok bool
+		if id, res, ok = c.find(ctx, host, r.Identity); !ok {
+			return res
+		}
 	}
 	if r.Event.Operation == event.OpDelete {
 		if id == 0 {
