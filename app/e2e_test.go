@@ -463,18 +463,40 @@ func TestThreeTargets(t *testing.T) {
 		t.Fatalf("prospect in Outreach: %d %s", p.Status, p.Raw)
 	}
 
-	// A delete by record id alone: HubSpot and Outreach match by email,
-	// which it does not carry, so the CRM ids the creates got are used.
+	// An update of one field and a delete by record id alone: HubSpot and
+	// Outreach match by email, which they do not carry, so the CRM ids the
+	// create got are used.
+	upd := map[string]any{"record_id": "tt-1", "operation": "update", "targets": []string{"hubspot", "salesforce", "outreach"},
+		"data": map[string]any{"title": "CTO"}}
+	if r := s.call("POST", "/v1/sync/", syncKey, upd); r.Status != 202 {
+		t.Fatalf("update: %d %s", r.Status, r.Raw)
+	}
+	synced := func(op string) {
+		t.Helper()
+		for _, tg := range []string{"hubspot", "salesforce", "outreach"} {
+			st := s.waitFor("tt-1", tg, op, func(t *status.Target) bool { return t.Operation == op && t.State.Final() })
+			if st.State != status.StateSynced {
+				t.Fatalf("%s on %s: %+v %+v", op, tg, st, st.LastError)
+			}
+		}
+	}
+	synced("update")
+	if r := s.hubspot("GET", "/crm/v3/objects/contacts/"+*hs.CRMID, nil); r.Body["properties"].(map[string]any)["jobtitle"] != "CTO" ||
+		r.Body["properties"].(map[string]any)["email"] != "tt1@example.com" {
+		t.Fatalf("contact in HubSpot after the update: %s", r.Raw)
+	}
+	if r := s.salesforce("GET", "/services/data/v60.0/sobjects/Contact/RecordSync_Id__c/tt-1"); r.Body["Title"] != "CTO" || r.Body["LastName"] != "Hopper" {
+		t.Fatalf("contact in Salesforce after the update: %s", r.Raw)
+	}
+	if r := s.outreach("GET", "/api/v2/prospects/"+*or.CRMID); r.Body["data"].(map[string]any)["attributes"].(map[string]any)["title"] != "CTO" {
+		t.Fatalf("prospect in Outreach after the update: %s", r.Raw)
+	}
+
 	del := map[string]any{"record_id": "tt-1", "operation": "delete", "targets": []string{"hubspot", "salesforce", "outreach"}}
 	if r := s.call("POST", "/v1/sync/", syncKey, del); r.Status != 202 {
 		t.Fatalf("DELETE: %d %s", r.Status, r.Raw)
 	}
-	for _, tg := range []string{"hubspot", "salesforce", "outreach"} {
-		st := s.waitFor("tt-1", tg, "deleted", func(t *status.Target) bool { return t.Operation == "delete" && t.State.Final() })
-		if st.State != status.StateSynced {
-			t.Fatalf("delete on %s: %+v %+v", tg, st, st.LastError)
-		}
-	}
+	synced("delete")
 	if r := s.hubspot("GET", "/crm/v3/objects/contacts/"+*hs.CRMID, nil); r.Status != 404 {
 		t.Fatalf("contact still in HubSpot: %d %s", r.Status, r.Raw)
 	}

@@ -114,6 +114,7 @@ func (c *CRM) Register(mux *http.ServeMux, prefix string) {
 	})
 	base := prefix + "/crm/v3/objects/contacts"
 	mux.Handle("POST "+base+"/batch/upsert", c.guard(c.batchUpsert))
+	mux.Handle("POST "+base+"/batch/update", c.guard(c.batchUpdate))
 	mux.Handle("POST "+base+"/batch/archive", c.guard(c.batchArchive))
 	mux.Handle("POST "+base+"/batch/read", c.guard(c.batchRead))
 	mux.Handle("POST "+base, c.guard(c.create))
@@ -311,14 +312,19 @@ func (c *CRM) batchUpsert(w http.ResponseWriter, r *http.Request, timeout bool, 
 			continue
 		}
 		if c.sim.Roll(partial) {
-			resp.Errors = append(resp.Errors, errorBody{Status: "error", Category: "INTERNAL_ERROR", SubCategory: "TEMPORARY",
-				Message: "Temporary failure writing this record; retry.", Context: map[string]any{"ids": []string{in.ID}}})
+			resp.Errors = append(resp.Errors, temporaryFailure(in.ID))
 			continue
 		}
 		ct, isNew := c.upsertLocked(in)
 		resp.Results = append(resp.Results, ct.json(&isNew))
 	}
 	c.mu.Unlock()
+	answerBatch(w, r, timeout, resp)
+}
+
+// answerBatch sends a batch answer: 200, or 207 with numErrors when some
+// inputs failed.
+func answerBatch(w http.ResponseWriter, r *http.Request, timeout bool, resp batchResponse) {
 	resp.CompletedAt = time.Now().UTC()
 	status := http.StatusOK
 	if len(resp.Errors) > 0 {
@@ -326,6 +332,58 @@ func (c *CRM) batchUpsert(w http.ResponseWriter, r *http.Request, timeout bool, 
 		resp.NumErrors = len(resp.Errors)
 	}
 	crmsim.Answer(w, r, timeout, status, "application/json;charset=utf-8", resp)
+}
+
+// temporaryFailure is a batch input's error for a partial-batch fault.
+func temporaryFailure(id string) errorBody {
+	return errorBody{Status: "error", Category: "INTERNAL_ERROR", SubCategory: "TEMPORARY",
+		Message: "Temporary failure writing this record; retry.", Context: map[string]any{"ids": []string{id}}}
+}
+
+// batchUpdate answers POST .../batch/update: inputs by HubSpot id (or by
+// idProperty), a result per contact found, OBJECT_NOT_FOUND for the others.
+func (c *CRM) batchUpdate(w http.ResponseWriter, r *http.Request, timeout bool, partial float64) {
+	var req batchRequest
+	if !decode(w, r, &req) || !checkBatch(w, &req) {
+		return
+	}
+	resp := batchResponse{Status: "COMPLETE", Results: []objectJSON{}, StartedAt: time.Now().UTC()}
+	c.mu.Lock()
+	for _, in := range req.Inputs {
+		if errs := validateProperties(in.Properties); len(errs) > 0 {
+			resp.Errors = append(resp.Errors, errorBody{Status: "error", Category: "VALIDATION_ERROR", Message: "Property values were not valid: " + errs[0].Message,
+				Context: map[string]any{"ids": []string{in.ID}}, Errors: errs})
+			continue
+		}
+		ct, ok := c.lookupLocked(in.ID, in.IDProperty)
+		switch {
+		case !ok:
+			resp.Errors = append(resp.Errors, errorBody{Status: "error", Category: "OBJECT_NOT_FOUND", Message: "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
+				Context: map[string]any{"ids": []string{in.ID}}})
+		case c.sim.Roll(partial):
+			resp.Errors = append(resp.Errors, temporaryFailure(in.ID))
+		default:
+			c.updateLocked(ct, in.Properties)
+			resp.Results = append(resp.Results, ct.json(nil))
+		}
+	}
+	c.mu.Unlock()
+	answerBatch(w, r, timeout, resp)
+}
+
+// updateLocked sets props on ct, keeping the email index right.
+func (c *CRM) updateLocked(ct *contact, props map[string]string) {
+	oldEmail := ct.Properties["email"]
+	for k, v := range props {
+		setProp(ct.Properties, k, v)
+	}
+	if e := ct.Properties["email"]; e != oldEmail {
+		delete(c.byEmail, oldEmail)
+		if e != "" {
+			c.byEmail[e] = ct.ID
+		}
+	}
+	ct.UpdatedAt = time.Now().UTC()
 }
 
 // upsertLocked creates or updates the contact whose email is in.ID.
@@ -489,17 +547,7 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool, _ flo
 	ct, ok := c.lookupLocked(r.PathValue("id"), r.URL.Query().Get("idProperty"))
 	var out objectJSON
 	if ok {
-		oldEmail := ct.Properties["email"]
-		for k, v := range in.Properties {
-			setProp(ct.Properties, k, v)
-		}
-		if e := ct.Properties["email"]; e != oldEmail {
-			delete(c.byEmail, oldEmail)
-			if e != "" {
-				c.byEmail[e] = ct.ID
-			}
-		}
-		ct.UpdatedAt = time.Now().UTC()
+		c.updateLocked(ct, in.Properties)
 		out = ct.json(nil)
 	}
 	c.mu.Unlock()

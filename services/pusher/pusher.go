@@ -343,10 +343,11 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 	for _, p := range items {
 		ev := p.item.Event
 		rec, res := Prepare(w.crm, w.mappings, &ev)
-		if res != nil && res.Code == codeMissingIdentity && ev.Operation == event.OpDelete {
-			// Deleted by record id alone: the CRM id its last push got.
+		if res != nil && res.Code == codeMissingIdentity && ev.Operation != event.OpCreate {
+			// Updated or deleted without the field the CRM matches by (an
+			// email): the CRM id the record's last push got.
 			if id := w.knownCRMID(ctx, ev.RecordID); id != "" {
-				rec, res = crm.Record{Event: &ev, CRMID: id}, nil
+				rec.CRMID, res = id, nil
 			}
 		}
 		if res != nil {
@@ -445,8 +446,9 @@ func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Reco
 
 // Prepare maps ev with the target's mapping in force and identifies it in
 // the CRM. When it cannot be pushed, the result says why (a permanent
-// failure: retrying cannot help). The preview uses it too, so it shows
-// exactly what a push would send.
+// failure: retrying cannot help); with MISSING_IDENTITY the mapped record
+// comes too. The preview uses it too, so it shows exactly what a push
+// would send.
 func Prepare(c crm.CRM, mappings *mapping.Store, ev *event.Event) (crm.Record, *crm.Result) {
 	ot := ev.ObjectType
 	if ot == "" {
@@ -462,7 +464,9 @@ func Prepare(c crm.CRM, mappings *mapping.Store, ev *event.Event) (crm.Record, *
 	}
 	id, err := c.Identify(ev, fields)
 	if err != nil {
-		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: codeMissingIdentity, Message: err.Error()}
+		// The mapped record goes with the failure: the pusher may know the
+		// record by its CRM id instead.
+		return crm.Record{Event: ev, Fields: fields}, &crm.Result{Class: crm.Permanent, Code: codeMissingIdentity, Message: err.Error()}
 	}
 	return crm.Record{Event: ev, Identity: id, Fields: fields}, nil
 }

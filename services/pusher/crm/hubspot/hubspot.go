@@ -117,23 +117,32 @@ func upsertInput(rec crm.Record) input {
 	for k, v := range rec.Fields {
 		props[k] = mapping.ToString(v)
 	}
+	if rec.Identity == "" { // an update by HubSpot id (no email in the event)
+		return input{ID: rec.CRMID, Properties: props}
+	}
 	return input{ID: rec.Identity, IDProperty: "email", Properties: props}
 }
 
 // Push implements crm.CRM.
 func (c *Client) Push(ctx context.Context, apiHost string, recs []crm.Record) []crm.Result {
 	results := make([]crm.Result, len(recs))
-	var upserts, deletes []int
+	var upserts, updates, deletes []int
 	for i, r := range recs {
-		if r.Event.Operation == event.OpDelete {
+		switch {
+		case r.Event.Operation == event.OpDelete:
 			deletes = append(deletes, i)
-		} else {
+		case r.Identity == "":
+			updates = append(updates, i) // known only by its HubSpot id
+		default:
 			upserts = append(upserts, i)
 		}
 	}
 	host := strings.TrimRight(apiHost, "/")
 	if len(upserts) > 0 {
-		c.upsert(ctx, host, recs, upserts, results)
+		c.write(ctx, host, "upsert", recs, upserts, results)
+	}
+	if len(updates) > 0 {
+		c.write(ctx, host, "update", recs, updates, results)
 	}
 	if len(deletes) > 0 {
 		c.delete(ctx, host, recs, deletes, results)
@@ -172,26 +181,32 @@ type apiError struct {
 // batchPath is where the contacts' batch endpoints are.
 const batchPath = "/crm/v3/objects/contacts/batch/"
 
-func (c *Client) upsert(ctx context.Context, host string, recs []crm.Record, idx []int, results []crm.Result) {
+// write sends recs[idx] with batch upsert by email, or batch update by
+// HubSpot id (op "update"), and reads a result per record.
+func (c *Client) write(ctx context.Context, host, op string, recs []crm.Record, idx []int, results []crm.Result) {
 	inputs := make([]input, len(idx))
 	for j, i := range idx {
 		inputs[j] = upsertInput(recs[i])
 	}
 	var resp batchResponse
-	if res, ok := c.call(ctx, host, batchPath+"upsert", map[string]any{"inputs": inputs}, &resp); !ok {
+	if res, ok := c.call(ctx, host, batchPath+op, map[string]any{"inputs": inputs}, &resp); !ok {
 		setAll(results, idx, res)
 		return
 	}
 	ok := make(map[string]string, len(resp.Results))
 	for _, r := range resp.Results {
 		ok[strings.ToLower(r.Properties["email"])] = r.ID
+		ok[r.ID] = r.ID
 	}
 	failed := itemErrors(resp.Errors)
 	for _, i := range idx {
-		id := recs[i].Identity
-		if crmID, found := ok[id]; found {
+		key := recs[i].Identity
+		if key == "" {
+			key = recs[i].CRMID
+		}
+		if crmID, found := ok[key]; found {
 			results[i] = crm.Result{Class: crm.OK, CRMID: crmID}
-		} else if res, found := failed[id]; found {
+		} else if res, found := failed[key]; found {
 			results[i] = res
 		} else {
 			results[i] = crm.Result{Class: crm.Transient, Code: "MISSING_RESULT", Message: "HubSpot returned no result for this input"}

@@ -128,7 +128,7 @@ func (c *Client) Push(ctx context.Context, apiHost string, recs []crm.Record) []
 
 func (c *Client) push(ctx context.Context, host string, r crm.Record) crm.Result {
 	var id int
-	if r.Identity == "" { // a delete by record id alone: the prospect id is known
+	if r.Identity == "" { // an update or delete without the email: the prospect id is known
 		var err error
 		if id, err = strconv.Atoi(r.CRMID); err != nil {
 			return crm.Result{Class: crm.Permanent, Code: "MISSING_IDENTITY", Message: "no email and no Outreach prospect id " + r.CRMID}
@@ -162,6 +162,10 @@ func (c *Client) push(ctx context.Context, host string, r crm.Record) crm.Result
 		case http.StatusOK:
 			return crm.Result{Class: crm.OK, CRMID: strconv.Itoa(id)}
 		case http.StatusNotFound:
+			if r.Identity == "" {
+				return crm.Result{Class: crm.Permanent, Code: "resourceNotFound",
+					Message: "the Outreach prospect " + r.CRMID + " no longer exists, and the event carries no email to create it again"}
+			}
 			c.forget(r.Identity) // deleted in Outreach since: create it again
 		default:
 			return res
