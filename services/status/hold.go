@@ -82,7 +82,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	now := time.Now()
 	var touched []*pendingWrite // the records these messages changed
 	for _, m := range msgs {
-		var b mesh.StatusBatch
+		b := mesh.StatusBatch{Changes: make([]status.Change, 0, mesh.Count(m))}
 		if err := fastjson.Unmarshal(m.Data(), &b); err != nil {
 			s.log.Error("message_terminated", "subject", m.Subject(), "error", err.Error())
 			_ = m.TermWithReason(fmt.Sprintf("undecodable status batch: %v", err))

@@ -18,22 +18,20 @@ import (
 // (may be empty) makes a redelivered publish count once.
 func PublishCounts(ctx context.Context, js jetstream.JetStream, d status.Delta, msgID string) error {
 	var fs []jetstream.PubAckFuture
-	for target, counts := range d {
-		for count, n := range counts {
-			if n == 0 {
-				continue
-			}
-			m := nats.NewMsg(SubjectStats(target, count))
-			m.Header.Set(HeaderIncr, strconv.FormatInt(n, 10))
-			if msgID != "" {
-				m.Header.Set(HeaderMsgID, msgID+":"+target+":"+count)
-			}
-			f, err := js.PublishMsgAsync(m)
-			if err != nil {
-				return fmt.Errorf("publish counter: %w", err)
-			}
-			fs = append(fs, f)
+	for c, n := range d {
+		if n == 0 {
+			continue
 		}
+		m := nats.NewMsg(SubjectStats(c.Target, c.Count))
+		m.Header.Set(HeaderIncr, strconv.FormatInt(n, 10))
+		if msgID != "" {
+			m.Header.Set(HeaderMsgID, msgID+":"+c.Target+":"+c.Count)
+		}
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("publish counter: %w", err)
+		}
+		fs = append(fs, f)
 	}
 	return WaitAcks(ctx, fs)
 }
