@@ -468,6 +468,10 @@ func TestThreeTargets(t *testing.T) {
 	// create got are used.
 	upd := map[string]any{"record_id": "tt-1", "operation": "update", "targets": []string{"hubspot", "salesforce", "outreach"},
 		"data": map[string]any{"title": "CTO"}}
+	pv := s.call("POST", "/v1/sync/preview", syncKey, upd)
+	if id := pv.Body["targets"].(map[string]any)["hubspot"].(map[string]any)["identity"]; id != "crm-id:"+*hs.CRMID {
+		t.Fatalf("preview of the update: %s", pv.Raw)
+	}
 	if r := s.call("POST", "/v1/sync/", syncKey, upd); r.Status != 202 {
 		t.Fatalf("update: %d %s", r.Status, r.Raw)
 	}

@@ -110,7 +110,7 @@ func (s *Service) retry(ctx context.Context, in *recordInput) (*retryOutput, err
 // PreviewTarget is what would happen to an event for one target.
 type PreviewTarget struct {
 	Decision rules.Decision `json:"decision"`
-	Identity string         `json:"identity,omitempty" doc:"The record's key in the CRM"`
+	Identity string         `json:"identity,omitempty" doc:"The record's key in the CRM, or crm-id:<id> when an update or delete without it goes by the CRM id its status holds"`
 	Fields   map[string]any `json:"fields,omitempty" doc:"The mapped fields"`
 	Payload  any            `json:"payload,omitempty" doc:"Exactly what the CRM would receive for this record"`
 	Error    *status.Error  `json:"error,omitempty" doc:"Why the CRM could not be sent this event"`
@@ -125,7 +125,7 @@ type previewOutput struct {
 
 // preview runs the rules and the mapping in force for each target, as the
 // rules service and the pusher would, and enqueues and records nothing.
-func (s *Service) preview(_ context.Context, in *syncInput) (*previewOutput, error) {
+func (s *Service) preview(ctx context.Context, in *syncInput) (*previewOutput, error) {
 	var ev event.Event
 	if err := decodeBody(in.RawBody, &ev); err != nil {
 		return nil, err
@@ -143,11 +143,11 @@ func (s *Service) preview(_ context.Context, in *syncInput) (*previewOutput, err
 			c, _ := s.deps.Registry.Get(t)
 			routed := ev
 			routed.Data = p.Decision.StripData(ev.Data)
-			rec, res := pusher.Prepare(c, s.deps.Mappings, &routed)
+			rec, res := pusher.PrepareKnown(ctx, c, s.deps.Mappings, s.deps.Status, &routed)
 			if res != nil {
 				p.Error = &status.Error{Class: res.Class.String(), Code: res.Code, Message: res.Message}
 			} else {
-				p.Identity, p.Fields, p.Payload = rec.Identity, rec.Fields, c.Payload(rec)
+				p.Identity, p.Fields, p.Payload = rec.Key(), rec.Fields, c.Payload(rec)
 			}
 		}
 		out.Body.Targets[t] = p

@@ -342,14 +342,7 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 	var sent []pending
 	for _, p := range items {
 		ev := p.item.Event
-		rec, res := Prepare(w.crm, w.mappings, &ev)
-		if res != nil && res.Code == codeMissingIdentity && ev.Operation != event.OpCreate {
-			// Updated or deleted without the field the CRM matches by (an
-			// email): the CRM id the record's last push got.
-			if id := w.knownCRMID(ctx, ev.RecordID); id != "" {
-				rec.CRMID, res = id, nil
-			}
-		}
+		rec, res := PrepareKnown(ctx, w.crm, w.mappings, w.status, &ev)
 		if res != nil {
 			w.settle(tc, p, *res, out)
 			continue
@@ -475,17 +468,21 @@ func Prepare(c crm.CRM, mappings *mapping.Store, ev *event.Event) (crm.Record, *
 // CRM can match.
 const codeMissingIdentity = "MISSING_IDENTITY"
 
-// knownCRMID returns the CRM id of recordID for this target as its status
-// holds it ("" when there is none).
-func (w *Worker) knownCRMID(ctx context.Context, recordID string) string {
-	rec, err := w.status.Get(ctx, recordID)
-	if err != nil {
-		return ""
+// PrepareKnown is Prepare and, for an update or delete that lacks the
+// field the CRM matches records by (an email), the CRM id the record's
+// last push to c got, as its status holds it: the plugin then writes by
+// that id.
+func PrepareKnown(ctx context.Context, c crm.CRM, mappings *mapping.Store, st *status.Reader, ev *event.Event) (crm.Record, *crm.Result) {
+	rec, res := Prepare(c, mappings, ev)
+	if res == nil || res.Code != codeMissingIdentity || ev.Operation == event.OpCreate {
+		return rec, res
 	}
-	if t, ok := rec.Targets[w.crm.Name()]; ok && t.CRMID != nil {
-		return *t.CRMID
+	if known, err := st.Get(ctx, ev.RecordID); err == nil {
+		if t, ok := known.Targets[c.Name()]; ok && t.CRMID != nil {
+			rec.CRMID, res = *t.CRMID, nil
+		}
 	}
-	return ""
+	return rec, res
 }
 
 // waves splits recs into requests of at most size records, in order: a
