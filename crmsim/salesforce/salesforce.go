@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"maps"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
@@ -216,6 +217,13 @@ func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool,
 		case crmsim.Fail5xx:
 			writeErrs(w, http.StatusServiceUnavailable, "SERVER_UNAVAILABLE", "Server is unavailable; please try again.")
 			return
+		}
+		if r.Method == http.MethodPatch || r.Method == http.MethodPost {
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+				writeErrs(w, http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE",
+					fmt.Sprintf("MediaType of '%s' is not supported by this resource", r.Header.Get("Content-Type")))
+				return
+			}
 		}
 		h(w, r, a.Timeout, a.Partial)
 	})

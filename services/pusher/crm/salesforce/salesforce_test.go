@@ -2,8 +2,11 @@ package salesforce_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +30,8 @@ func client(t *testing.T, creds simsf.Credentials) *salesforce.Client {
 	return salesforce.New(salesforce.Credentials{ConsumerKey: creds.ConsumerKey, Username: creds.Username, Key: key, Audience: creds.Audience}, 2*time.Second)
 }
 
-func harness(t *testing.T) crmtest.Harness {
+// org returns a new emulated org and the sandbox credentials it trusts.
+func org(t *testing.T) (simsf.Credentials, *simsf.CRM) {
 	t.Helper()
 	creds, err := simsf.NewCredentials()
 	if err != nil {
@@ -37,6 +41,12 @@ func harness(t *testing.T) crmtest.Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return creds, sim
+}
+
+func harness(t *testing.T) crmtest.Harness {
+	t.Helper()
+	creds, sim := org(t)
 	return crmtest.Harness{Client: client(t, creds), Sim: sim, ExpireTokens: sim.ExpireTokens, ObjectType: event.ObjectLead,
 		// A lead needs a company.
 		Invalid: func(i int) map[string]any {
@@ -124,5 +134,50 @@ func TestDeletesByCollection(t *testing.T) {
 				t.Fatalf("%d records left", n)
 			}
 		})
+	}
+}
+
+// TestEmulatorRefusesOtherMediaTypes: the emulated org answers a body that
+// is not application/json with 415 UNSUPPORTED_MEDIA_TYPE, as Salesforce
+// does, after a JWT bearer token as any client gets one.
+func TestEmulatorRefusesOtherMediaTypes(t *testing.T) {
+	creds, sim := org(t)
+	host := serve(t, crmtest.Harness{Sim: sim})
+	key, err := jwt.ParseRSAPrivateKeyFromPEM([]byte(creds.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertion, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": creds.ConsumerKey, "sub": creds.Username,
+		"aud": creds.Audience, "exp": time.Now().Add(time.Minute).Unix()}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.PostForm(host+"/services/oauth2/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		InstanceURL string `json:"instance_url"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("token: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodPatch, tok.InstanceURL+"/services/data/"+salesforce.APIVersion+"/composite/sobjects/Contact/"+salesforce.ExternalID,
+		strings.NewReader(`{"records":[]}`))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var errs []struct {
+		ErrorCode string `json:"errorCode"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&errs); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType || len(errs) != 1 || errs[0].ErrorCode != "UNSUPPORTED_MEDIA_TYPE" {
+		t.Fatalf("text/plain body: %d %+v %v", resp.StatusCode, errs, err)
 	}
 }
