@@ -12,9 +12,9 @@ import (
 	"github.com/recordsync/record-sync/shared/status"
 )
 
-// consume gathers status changes and writes them: a record with a final
-// state (or a retry) at once, one whose changes are all "queued" when its
-// final state comes or Hold passes. A message is acked once every record
+// consume gathers status changes and writes them: a record whose targets
+// have all moved past "queued" at once, one with a target still queued
+// when that target moves on or Hold passes. A message is acked once every record
 // it carried is written and on disk (see delayedAcks), and naked when one
 // of them could not be written. Acks still held back at a stop are not
 // sent: those changes come again and change nothing.
