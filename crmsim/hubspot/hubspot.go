@@ -494,13 +494,23 @@ func (c *CRM) batchRead(w http.ResponseWriter, r *http.Request, _ bool, _ float6
 	crmsim.WriteJSON(w, status, "application/json;charset=utf-8", resp)
 }
 
-func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool, _ float64) {
+// decodeInput reads a single-object body and checks its properties,
+// answering the error itself when they are not valid.
+func decodeInput(w http.ResponseWriter, r *http.Request) (input, bool) {
 	var in input
 	if !decode(w, r, &in) {
-		return
+		return in, false
 	}
 	if errs := validateProperties(in.Properties); len(errs) > 0 {
 		writeErr(w, http.StatusBadRequest, "VALIDATION_ERROR", "Property values were not valid", errs...)
+		return in, false
+	}
+	return in, true
+}
+
+func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool, _ float64) {
+	in, ok := decodeInput(w, r)
+	if !ok {
 		return
 	}
 	email := strings.ToLower(in.Properties["email"])
@@ -535,12 +545,8 @@ func (c *CRM) get(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
 }
 
 func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool, _ float64) {
-	var in input
-	if !decode(w, r, &in) {
-		return
-	}
-	if errs := validateProperties(in.Properties); len(errs) > 0 {
-		writeErr(w, http.StatusBadRequest, "VALIDATION_ERROR", "Property values were not valid", errs...)
+	in, ok := decodeInput(w, r)
+	if !ok {
 		return
 	}
 	c.mu.Lock()

@@ -11,7 +11,6 @@ import (
 
 	statussvc "github.com/recordsync/record-sync/services/status"
 	"github.com/recordsync/record-sync/shared/mesh"
-	"github.com/recordsync/record-sync/shared/natstest"
 	"github.com/recordsync/record-sync/shared/status"
 )
 
@@ -22,18 +21,9 @@ import (
 // second, the service's work and the server's together, waiting for the
 // synced counter the service keeps.
 func BenchmarkStatusService(b *testing.B) {
-	srv := natstest.RunServer(b)
-	_, js := natstest.Connect(b, srv, "status")
-	_, pub := natstest.Connect(b, srv, "operator") // publishes the changes and watches the bucket
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
-		b.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, mesh.BucketStatus)
-	if err != nil {
-		b.Fatal(err)
-	}
+	js, pub, kv := setup(ctx, b)
 	svc, err := statussvc.New(js, kv, statussvc.Config{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)

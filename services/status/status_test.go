@@ -17,22 +17,31 @@ import (
 	"github.com/recordsync/record-sync/shared/status"
 )
 
+// setup starts a server with the mesh's streams and returns the status
+// service's JetStream, an operator's that publishes changes as rules and
+// pushers do, and KV sync_status.
+func setup(ctx context.Context, tb testing.TB) (js, pub jetstream.JetStream, kv jetstream.KeyValue) {
+	tb.Helper()
+	srv := natstest.RunServer(tb)
+	_, js = natstest.Connect(tb, srv, "status")
+	_, pub = natstest.Connect(tb, srv, "operator")
+	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
+		tb.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, mesh.BucketStatus)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js, pub, kv
+}
+
 // TestTwoWritersConverge runs two status services against one bucket and
 // feeds them, out of order, the changes of several events per record: every
 // record must end with its newest event's final state.
 func TestTwoWritersConverge(t *testing.T) {
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv, "status")
-	_, pub := natstest.Connect(t, srv, "operator") // publishes the changes, as rules and pushers do
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, mesh.BucketStatus)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, pub, kv := setup(ctx, t)
 	log := slog.New(slog.DiscardHandler)
 	run, stop := context.WithCancel(ctx)
 	done := make(chan error, 2)
@@ -127,21 +136,12 @@ func TestTwoWritersConverge(t *testing.T) {
 // (here deleted) and the service stops, the change comes again and the
 // next status service writes the record anew.
 func TestLostWriteComesBack(t *testing.T) {
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv, "status")
-	_, pub := natstest.Connect(t, srv, "operator")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	js, pub, kv := setup(ctx, t)
 	st, err := js.Stream(ctx, "KV_"+mesh.BucketStatus)
 	if err != nil || st.CachedInfo().Config.PersistMode != jetstream.AsyncPersistMode {
 		t.Fatalf("KV sync_status is not written asynchronously: %v", err)
-	}
-	kv, err := js.KeyValue(ctx, mesh.BucketStatus)
-	if err != nil {
-		t.Fatal(err)
 	}
 	watch, err := kv.Watch(ctx, status.Key("r1"), jetstream.UpdatesOnly())
 	if err != nil {
