@@ -527,7 +527,9 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 	if cur, ok := w.configs.Get(w.crm.Name()); ok {
 		tc.RateLimitPerMinute = cur.RateLimitPerMinute
 	}
-	w.limiter.SetLimit(rate.Limit(float64(tc.RateLimitPerMinute) / 60))
+	if l := rate.Limit(float64(tc.RateLimitPerMinute) / 60); w.limiter.Limit() != l {
+		w.limiter.SetLimit(l)
+	}
 	start := time.Now()
 	defer func() {
 		w.waits.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("target", w.crm.Name())))

@@ -150,21 +150,34 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 // held changes name and those the record last written still shows queued:
 // the record is worth writing now rather than holding for the others.
 func (s *Service) settled(w *pendingWrite) bool {
-	past := make(map[string]bool, 4)
-	for _, c := range w.changes {
-		past[c.Target] = past[c.Target] || (c.State != status.StateQueued && c.State != status.StateAccepted)
-	}
-	s.cache.view(w.key, func(rec *status.Record) {
-		for name, t := range rec.Targets {
-			if _, named := past[name]; !named && (t.State == status.StateQueued || t.State == status.StateAccepted) {
-				past[name] = false
+	// Records have a few targets and a few held changes: scanning them
+	// beats building a map for each record of each round.
+	moved := func(target string) (named, past bool) {
+		for _, c := range w.changes {
+			if c.Target == target {
+				named = true
+				if !isQueued(c.State) {
+					return true, true
+				}
 			}
 		}
-	})
-	for _, p := range past {
-		if !p {
+		return named, false
+	}
+	for _, c := range w.changes {
+		if _, past := moved(c.Target); !past {
 			return false
 		}
 	}
-	return true
+	settled := true
+	s.cache.view(w.key, func(rec *status.Record) {
+		for name, t := range rec.Targets {
+			if named, _ := moved(name); !named && isQueued(t.State) {
+				settled = false
+			}
+		}
+	})
+	return settled
 }
+
+// isQueued reports whether st is a state before any push.
+func isQueued(st status.State) bool { return st == status.StateQueued || st == status.StateAccepted }

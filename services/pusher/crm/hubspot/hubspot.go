@@ -193,15 +193,20 @@ func (c *Client) write(ctx context.Context, host, op string, recs []crm.Record, 
 		setAll(results, idx, res)
 		return
 	}
+	// Results and errors name an upsert's input by email, an update's by id.
+	byID := op == "update"
 	ok := make(map[string]string, len(resp.Results))
 	for _, r := range resp.Results {
-		ok[strings.ToLower(r.Properties["email"])] = r.ID
-		ok[r.ID] = r.ID
+		if byID {
+			ok[r.ID] = r.ID
+		} else {
+			ok[strings.ToLower(r.Properties["email"])] = r.ID
+		}
 	}
 	failed := itemErrors(resp.Errors)
 	for _, i := range idx {
 		key := recs[i].Identity
-		if key == "" {
+		if byID {
 			key = recs[i].CRMID
 		}
 		if crmID, found := ok[key]; found {
