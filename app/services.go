@@ -87,11 +87,13 @@ func Registry(env Env, needCreds bool) (*crm.Registry, []string, error) {
 	}
 	// HubSpot: a private app token, or else an OAuth app's refresh token.
 	h := creds.HubSpot
-	hs, hsOAuth := hubspot.New(h.Token, timeout), h.Token == "" && h.ClientID != "" && h.RefreshToken != ""
-	if hsOAuth {
-		hs = hubspot.NewOAuth(hubspot.OAuthCredentials{ClientID: h.ClientID, ClientSecret: h.ClientSecret, RefreshToken: h.RefreshToken}, timeout)
+	var err error
+	if h.Token == "" && h.ClientID != "" && h.RefreshToken != "" {
+		err = add(hubspot.NewOAuth(hubspot.OAuthCredentials{ClientID: h.ClientID, ClientSecret: h.ClientSecret, RefreshToken: h.RefreshToken}, timeout), true)
+	} else {
+		err = add(hubspot.New(h.Token, timeout), h.Token != "")
 	}
-	if err := add(hs, h.Token != "" || hsOAuth); err != nil {
+	if err != nil {
 		return nil, nil, err
 	}
 	sf := salesforce.Credentials{ConsumerKey: creds.Salesforce.ConsumerKey, Username: creds.Salesforce.Username,
