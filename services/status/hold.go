@@ -14,9 +14,10 @@ import (
 
 // consume gathers status changes and writes them: a record whose targets
 // have all moved past "queued" at once, one with a target still queued
-// when that target moves on or Hold passes. A message is acked once every record
-// it carried is written and on disk (see delayedAcks), and naked when one
-// of them could not be written. Acks still held back at a stop are not
+// when that target moves on or the hold passes (Hold, or BusyHold in a
+// backlog). A message is acked once every record it carried is written and
+// on disk (see delayedAcks), and naked when one of them could not be
+// written. Acks still held back at a stop are not
 // sent: those changes come again and change nothing.
 func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
@@ -27,7 +28,7 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	work := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
 		wait := time.Minute
-		if due, ok := h.nextDue(s.cfg.Hold); ok {
+		if due, ok := h.nextDue(s.hold(h)); ok {
 			wait = max(time.Until(due), time.Millisecond)
 		}
 		if due, ok := s.acks.flush(time.Now()); ok {
@@ -57,23 +58,49 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	return nil
 }
 
-// holder keeps the records waiting for their final state and how many
-// records of each message are not written yet.
+// holder keeps the records waiting for their final state, in the order
+// they came, and how many records of each message are not written yet.
 type holder struct {
 	held   map[string]*pendingWrite
+	order  []*pendingWrite // held records by since; written ones are skipped
 	refs   map[jetstream.Msg]int
 	failed map[jetstream.Msg]bool
 }
 
-// nextDue returns when the oldest held record must be written.
-func (h *holder) nextDue(hold time.Duration) (time.Time, bool) {
-	var due time.Time
-	for _, w := range h.held {
-		if d := w.since.Add(hold); due.IsZero() || d.Before(due) {
-			due = d
-		}
+// hold is how long a record is held while h holds what it does.
+func (s *Service) hold(h *holder) time.Duration {
+	if len(h.held) > s.cfg.BusyAt {
+		return s.cfg.BusyHold
 	}
-	return due, !due.IsZero()
+	return s.cfg.Hold
+}
+
+// oldest returns the record held longest, dropping from the front of
+// order those already written.
+func (h *holder) oldest() *pendingWrite {
+	for len(h.order) > 0 {
+		if w := h.order[0]; h.held[w.key] == w {
+			return w
+		}
+		h.order[0] = nil
+		h.order = h.order[1:]
+	}
+	return nil
+}
+
+// nextDue returns when the oldest held record must be written, if held
+// for hold.
+func (h *holder) nextDue(hold time.Duration) (time.Time, bool) {
+	if w := h.oldest(); w != nil {
+		return w.since.Add(hold), true
+	}
+	return time.Time{}, false
+}
+
+// take removes w from what is held and adds it to due.
+func (h *holder) take(due []*pendingWrite, w *pendingWrite) []*pendingWrite {
+	delete(h.held, w.key)
+	return append(due, w)
 }
 
 // round adds msgs to what is held, writes what is due (everything with
@@ -95,6 +122,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			if w == nil {
 				w = &pendingWrite{key: key, since: now, changes: make([]status.Change, 0, 4)}
 				h.held[key] = w
+				h.order = append(h.order, w)
 			}
 			w.changes = append(w.changes, c)
 			if !seen[key] {
@@ -108,15 +136,20 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			_ = m.Ack()
 		}
 	}
-	for _, w := range touched {
-		w.ready = s.settled(w)
-	}
+	// Only a change makes a record ready, so only the records these
+	// messages touched can be; the others are due by age, oldest first.
 	var due []*pendingWrite
-	for key, w := range h.held {
-		if all || now.Sub(w.since) >= s.cfg.Hold || w.ready {
-			due = append(due, w)
-			delete(h.held, key)
+	for _, w := range touched {
+		if h.held[w.key] == w && s.settled(w) {
+			due = h.take(due, w)
 		}
+	}
+	for hold := s.hold(h); ; {
+		w := h.oldest()
+		if w == nil || !all && now.Sub(w.since) < hold {
+			break
+		}
+		due = h.take(due, w)
 	}
 	if len(due) == 0 {
 		return

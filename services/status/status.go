@@ -40,6 +40,14 @@ type Config struct {
 	// record pushed to every target within Hold costs one KV write instead
 	// of one per change, and shows "queued" at most Hold late.
 	Hold time.Duration
+	// BusyHold replaces Hold while more than BusyAt records are held: in a
+	// backlog, records wait in the CRMs' queues for longer than Hold, and
+	// writing each one's "queued" first would double the KV writes just
+	// when capacity counts most. A record then shows "queued" at most
+	// BusyHold late.
+	BusyHold time.Duration
+	// BusyAt is how many held records make a backlog (see BusyHold).
+	BusyAt int
 	// AckDelay is how long a change waits, once written, before it is
 	// acked: longer than the server takes to sync KV sync_status to disk
 	// (its sync_interval). Zero picks DefaultAckDelay when the bucket is
@@ -56,6 +64,15 @@ const DefaultAckDelay = 2*time.Minute + 10*time.Second
 
 // DefaultHold is Config.Hold when unset.
 const DefaultHold = 2 * time.Second
+
+// DefaultBusyHold and DefaultBusyAt are Config.BusyHold and Config.BusyAt
+// when unset: a pipeline that keeps up holds its last half second or so of
+// records (the pushers' flush interval and a CRM round trip); 10,000 held
+// is that at 20,000 records/s, or a backlog.
+const (
+	DefaultBusyHold = 15 * time.Second
+	DefaultBusyAt   = 10_000
+)
 
 // DefaultLinger is Config.Linger when unset.
 const DefaultLinger = 250 * time.Millisecond
@@ -81,6 +98,12 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Lo
 	}
 	if cfg.Hold == 0 {
 		cfg.Hold = DefaultHold
+	}
+	if cfg.BusyHold == 0 {
+		cfg.BusyHold = DefaultBusyHold
+	}
+	if cfg.BusyAt == 0 {
+		cfg.BusyAt = DefaultBusyAt
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 400_000
@@ -146,7 +169,6 @@ type pendingWrite struct {
 	changes []status.Change
 	msgs    []jetstream.Msg // the messages holding its changes
 	since   time.Time       // when its first change arrived
-	ready   bool            // every target past queued: write without holding
 	base    uint64
 	counts  status.Delta // how this write moves the counters
 	future  jetstream.PubAckFuture

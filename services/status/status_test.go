@@ -200,3 +200,79 @@ func TestLostWriteComesBack(t *testing.T) {
 		t.Fatalf("record after the redelivery: %+v %v", rec, err)
 	}
 }
+
+// TestBacklogHoldsQueued checks the busy hold: with more than BusyAt
+// records held, a record still queued is not written when Hold passes but
+// once, when its target moves on.
+func TestBacklogHoldsQueued(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	js, pub, kv := setup(ctx, t)
+	svc, err := statussvc.New(js, kv, statussvc.Config{Linger: time.Millisecond, Hold: time.Nanosecond, BusyHold: time.Hour, BusyAt: 1, AckDelay: -1},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(run) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("status service: %v", err)
+		}
+	})
+	watch, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Stop() }()
+	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	publish := func(state status.State, ids ...string) {
+		var b mesh.StatusBatch
+		for _, id := range ids {
+			b.Changes = append(b.Changes, status.Change{RecordID: id, Target: "hubspot", EventID: "e-" + id, OccurredAt: t0, State: state, At: t0})
+		}
+		raw, _ := json.Marshal(b)
+		if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// until reads the writes up to those of keys, failing on any write of
+	// a record as queued.
+	until := func(keys ...string) {
+		left := map[string]bool{}
+		for _, k := range keys {
+			left[k] = true
+		}
+		for len(left) > 0 {
+			select {
+			case e := <-watch.Updates():
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue
+				}
+				var rec status.Record
+				if err := json.Unmarshal(e.Value(), &rec); err != nil {
+					t.Fatal(err)
+				}
+				if st := rec.Targets["hubspot"].State; st == status.StateQueued {
+					t.Fatalf("%s written as %s in a backlog, want one write once synced", e.Key(), st)
+				}
+				delete(left, e.Key())
+			case <-ctx.Done():
+				t.Fatalf("%v not written", left)
+			}
+		}
+	}
+	queued := []string{"q1", "q2", "q3"}
+	publish(status.StateQueued, queued...)
+	// Each sentinel comes after the queued changes: once the first is
+	// written they are held, and the second's round comes after their
+	// Hold has passed, so without the busy hold they are written by then.
+	publish(status.StateSynced, "s1")
+	until("s1")
+	publish(status.StateSynced, "s2")
+	until("s2")
+	publish(status.StateSynced, queued...)
+	until(queued...)
+}
