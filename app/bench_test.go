@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,9 @@ import (
 // every record would measure HTTP round trips, not record-sync. It reports
 // records/s from the first 202 to the last synced, CRM requests per record
 // and target, the share of full batches, p50/p99 from 202 to synced over a
-// sample, KV status writes per record, and the process's peak memory. Run
+// sample, KV status writes per record, the CPU time per record (all of
+// the process: services, NATS, emulators and the clients) and the
+// process's peak memory. Run
 // it with make bench-mesh.
 func BenchmarkMesh(b *testing.B) {
 	n := envInt("RECORDSYNC_BENCH_RECORDS", 100_000)
@@ -63,6 +66,7 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 		defer stop()
 	}
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	const batch = 500
 	var first time.Time
 	var once sync.Once
@@ -128,6 +132,7 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 		<-time.After(50 * time.Millisecond)
 	}
 	total := time.Since(first)
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 
 	requests := map[string]float64{}
@@ -162,6 +167,7 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
 	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/record")
 	for _, tg := range targets {
 		b.ReportMetric(requests[tg]/float64(want[tg]), "req/rec-"+tg)
 	}
@@ -190,6 +196,16 @@ func metricValue(text, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime is the CPU time the process has used, user and system: per
+// record, it is steadier than the rate on a shared machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSSMB is the process's peak resident memory (VmHWM), in MB.

@@ -61,6 +61,7 @@ type Worker struct {
 	duration metric.Float64Histogram
 	waits    metric.Float64Histogram
 	tracer   trace.Tracer
+	tracing  bool // tracer records: each item gets a span of its own
 	breaker  *breaker
 	shared   *sharedLimit
 }
@@ -83,7 +84,7 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 		o.AckWait = DefaultAckWait
 	}
 	w := &Worker{ackWait: o.AckWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
-		tracer: telemetry.Tracer(o.Tracing, "pusher"), breaker: newBreaker(c.Name(), o.OpenFor), shared: &sharedLimit{js: js, target: c.Name()},
+		tracer: telemetry.Tracer(o.Tracing, "pusher"), tracing: telemetry.Recording(o.Tracing), breaker: newBreaker(c.Name(), o.OpenFor), shared: &sharedLimit{js: js, target: c.Name()},
 		limiter: rate.NewLimiter(rate.Inf, 1)}
 	m := telemetry.Or(o.Meter)
 	var err error
@@ -258,7 +259,8 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.
 			items = append(items, pending{item: it, msg: i})
 		}
 	}
-	out := outcome{retries: map[int]*mesh.Work{}, retryAt: map[int]time.Time{}, results: telemetry.NewTally("target", "class", "code")}
+	out := outcome{retries: map[int]*mesh.Work{}, retryAt: map[int]time.Time{}, results: telemetry.NewTally("target", "class", "code"),
+		changes: make([]status.Change, 0, len(items))}
 	defer out.results.AddTo(ctx, w.results)
 	items = w.dropSuperseded(ctx, coalesce(items))
 	w.push(ctx, tc, items, &out)
@@ -380,9 +382,12 @@ func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Reco
 	// Each event's trace gets a span for its push; the CRM request is one
 	// span linked to all of them, and its trace context goes with the
 	// request.
-	links := make([]trace.Link, 0, len(chunk))
-	spans := make([]trace.Span, 0, len(chunk))
+	var links []trace.Link
+	var spans []trace.Span
 	for _, j := range chunk {
+		if !w.tracing {
+			break
+		}
 		it := sent[j].item
 		_, sp := w.tracer.Start(it.Context(ctx), "push "+w.crm.Name(), trace.WithAttributes(
 			attribute.String("record_id", it.RecordID), attribute.String("event_id", it.EventID), attribute.Int("attempt", it.Attempt+1)))

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -188,6 +189,12 @@ func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendin
 		w.rec, w.base = s.cache.get(w.key)
 	}
 	counts := status.Delta{}
+	results := map[string]int64{} // writes by result, for the metric
+	defer func() {
+		for r, n := range results {
+			s.writes.Add(ctx, n, metric.WithAttributes(attribute.String("result", r)))
+		}
+	}()
 	todo := writes
 	for attempt := 1; len(todo) > 0; attempt++ {
 		var inFlight []*pendingWrite
@@ -205,14 +212,14 @@ func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendin
 				s.cache.put(w.key, w.rec, ack.Sequence)
 				s.logChanges(w)
 				counts.Merge(w.counts)
-				s.writes.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
+				results["ok"]++
 			case err := <-w.future.Err():
 				s.cache.drop(w.key)
 				result := "error"
 				if isWrongRevision(err) {
 					result = "conflict"
 				}
-				s.writes.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+				results[result]++
 				if !isWrongRevision(err) || attempt == maxAttempts {
 					fail(w, fmt.Errorf("write status: %w", err))
 				} else if err := s.reload(ctx, w); err != nil {
@@ -258,7 +265,7 @@ func (s *Service) publish(w *pendingWrite) error {
 	}
 	m := nats.NewMsg("$KV." + mesh.BucketStatus + "." + w.key)
 	m.Data = raw
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, fmt.Sprint(w.base))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.base, 10))
 	f, err := s.js.PublishMsgAsync(m)
 	if err != nil {
 		return fmt.Errorf("write status: %w", err)

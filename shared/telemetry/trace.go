@@ -46,3 +46,13 @@ func Tracer(tp trace.TracerProvider, name string) trace.Tracer {
 	}
 	return tp.Tracer("recordsync/" + name)
 }
+
+// Recording reports whether tp records spans at all: a component may skip
+// building per-record spans when it does not.
+func Recording(tp trace.TracerProvider) bool {
+	if tp == nil {
+		return false
+	}
+	_, noop := tp.(noop.TracerProvider)
+	return !noop
+}
