@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/recordsync/record-sync/shared/event"
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/valid"
 )
 
@@ -166,12 +166,9 @@ func decodeBody(raw []byte, v any) error {
 	if len(raw) == 0 {
 		return huma.Error400BadRequest("request body is required")
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("unexpected data after the JSON value")
-	}
+	// A body fastjson refuses is decoded again by encoding/json, whose
+	// error types the cases below read.
+	err := fastjson.DecodeStrict(raw, v)
 	if err == nil {
 		return nil
 	}
