@@ -52,7 +52,7 @@ func StartCRMSim(addr, dataDir string, log *slog.Logger) (*CRMSim, error) {
 		return nil, fmt.Errorf("crmsim listen: %w", err)
 	}
 	c := &CRMSim{Addr: ln.Addr().String(), Credentials: path, done: make(chan error, 1),
-		srv: &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}}
+		srv: &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second, ConnContext: sim.ConnContext}}
 	go func() { c.done <- c.srv.Serve(ln) }()
 	log.Info("crmsim_listening", "addr", c.Addr, "credentials", path)
 	return c, nil

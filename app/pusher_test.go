@@ -191,7 +191,7 @@ func TestFaultyCRMs(t *testing.T) {
 // TestConcurrentRequestsPerTarget checks that a pusher keeps up to
 // `concurrency` requests in flight for a target, and never more, as the
 // emulator counts them: with each request held 200 ms, 20 requests of 10
-// records run three at a time.
+// records run three at a time, over three connections kept open.
 func TestConcurrentRequestsPerTarget(t *testing.T) {
 	// The pusher starts once the setting is stored, so that its first round
 	// follows it.
@@ -218,6 +218,10 @@ func TestConcurrentRequestsPerTarget(t *testing.T) {
 	stats := s.sim("GET", "/stats", nil)
 	if got := stats.Body["max_concurrent_requests"]; got != float64(3) {
 		t.Fatalf("max_concurrent_requests = %v, want 3: %s", got, stats.Raw)
+	}
+	// 20 requests, 3 at a time, over connections kept open.
+	if got := stats.Body["connections_opened"]; got != float64(3) {
+		t.Fatalf("connections_opened = %v, want 3: %s", got, stats.Raw)
 	}
 	if stats.Body["records_stored"] != float64(n) || stats.Body["duplicates_created"] != float64(0) {
 		t.Fatalf("emulator: %s", stats.Raw)

@@ -1,12 +1,15 @@
 package crmsim
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 )
 
 // CRM is one emulated CRM API.
@@ -59,9 +62,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := &StatusRecorder{ResponseWriter: w}
-	c.Sim().Enter()
+	used, _ := r.Context().Value(connKey{}).(*atomic.Bool)
+	c.Sim().Enter(used != nil && !used.Swap(true))
 	s.mux.ServeHTTP(rec, r)
 	c.Sim().Leave(rec.Status)
+}
+
+type connKey struct{}
+
+// ConnContext marks each connection, so that the stats count the
+// connections clients open (connections_opened): set it as the
+// http.Server's ConnContext.
+func (s *Server) ConnContext(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, new(atomic.Bool))
 }
 
 func (s *Server) crm(w http.ResponseWriter, r *http.Request) (CRM, bool) {

@@ -38,6 +38,11 @@ type Stats struct {
 	MaxRequestsInWindow int            `json:"max_requests_in_window"`
 	// MaxConcurrent is the most API requests the CRM had in hand at once.
 	MaxConcurrent int `json:"max_concurrent_requests"`
+	// ConnectionsOpened counts the connections whose first request came to
+	// this CRM (on a server set up with Server.ConnContext): a client that
+	// keeps its connections opens about as many as it sends requests at
+	// once, however many requests it sends.
+	ConnectionsOpened int `json:"connections_opened"`
 }
 
 // Quota is the emulated rate limit state a CRM reports in its headers.
@@ -61,6 +66,7 @@ type Sim struct {
 	maxInWindow int
 	inFlight    int
 	maxInFlight int
+	conns       int
 	byStatus    map[int]int
 	duplicates  int
 	rng         *rand.Rand
@@ -77,7 +83,7 @@ func NewSim(limit int, window time.Duration) *Sim {
 func (s *Sim) resetLocked() {
 	s.faults = Faults{}
 	s.windowStart = time.Time{}
-	s.inWindow, s.maxInWindow, s.duplicates, s.maxInFlight = 0, 0, 0, s.inFlight
+	s.inWindow, s.maxInWindow, s.duplicates, s.maxInFlight, s.conns = 0, 0, 0, s.inFlight, 0
 	s.byStatus = map[int]int{}
 	s.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 }
@@ -191,11 +197,15 @@ func (s *Sim) Latency(r *http.Request) {
 	}
 }
 
-// Enter records that an API request arrived; Leave that it was answered
-// (with status, 0 when none was written).
-func (s *Sim) Enter() {
+// Enter records that an API request arrived, the first on its connection
+// when newConn; Leave that it was answered (with status, 0 when none was
+// written).
+func (s *Sim) Enter(newConn bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if newConn {
+		s.conns++
+	}
 	s.inFlight++
 	s.maxInFlight = max(s.maxInFlight, s.inFlight)
 }
@@ -223,7 +233,7 @@ func (s *Sim) Stats(stored int) Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{RequestsByStatus: map[string]int{}, RecordsStored: stored, DuplicatesCreated: s.duplicates, MaxRequestsInWindow: s.maxInWindow,
-		MaxConcurrent: s.maxInFlight}
+		MaxConcurrent: s.maxInFlight, ConnectionsOpened: s.conns}
 	for code, n := range s.byStatus {
 		st.RequestsByStatus[strconv.Itoa(code)] = n
 	}

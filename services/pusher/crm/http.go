@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/recordsync/record-sync/shared/config"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
@@ -97,8 +98,16 @@ func Permit(ctx context.Context) error {
 	return nil
 }
 
-// NewConn returns a Conn whose requests time out after timeout.
-func NewConn(timeout time.Duration) *Conn { return &Conn{HTTP: &http.Client{Timeout: timeout}} }
+// NewConn returns a Conn whose requests time out after timeout. It keeps
+// idle connections for as many requests as a pusher has in flight: with
+// http.DefaultTransport's two per host, every request past the second
+// would dial (and, against a real CRM, handshake TLS) anew.
+func NewConn(timeout time.Duration) *Conn {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// The most concurrent pushes, and a token request.
+	t.MaxIdleConnsPerHost = config.MaxConcurrency + 1
+	return &Conn{HTTP: &http.Client{Timeout: timeout, Transport: t}}
+}
 
 // Close releases idle connections.
 func (c *Conn) Close() error {
