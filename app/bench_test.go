@@ -76,11 +76,16 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 	b.ResetTimer()
 	cpu0, alloc0 := cpuTime(), allocated()
 	const batch = 500
+	const clients = 8
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = clients // System A keeps its connections
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
 	var first time.Time
 	var once sync.Once
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range 8 {
+	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -101,7 +106,7 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 				req, _ := http.NewRequest("POST", s.info.HTTPURL+"/v1/sync/batch", &buf)
 				req.Header.Set("X-API-Key", syncKey)
 				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := client.Do(req)
 				if err != nil || resp.StatusCode != http.StatusAccepted {
 					b.Errorf("batch: %v %v", err, resp)
 					return
