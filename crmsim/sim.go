@@ -5,12 +5,13 @@
 package crmsim
 
 import (
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/recordsync/record-sync/shared/httpbody"
 
 	"github.com/recordsync/record-sync/shared/fastjson"
 )
@@ -280,7 +281,7 @@ func WriteJSON(w http.ResponseWriter, status int, ct string, v any) {
 // ReadJSON decodes the body of r, at most 32 MB, into v; the error reads as
 // encoding/json words it.
 func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20))
+	b, err := httpbody.Read(http.MaxBytesReader(w, r.Body, 32<<20), r.ContentLength)
 	if err != nil {
 		return err
 	}

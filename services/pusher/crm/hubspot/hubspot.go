@@ -18,6 +18,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/fastjson"
+	"github.com/recordsync/record-sync/shared/httpbody"
 	"github.com/recordsync/record-sync/shared/mapping"
 )
 
@@ -317,7 +318,7 @@ func (c *Client) call(ctx context.Context, host, path string, body, out any) (cr
 			return crm.FromError(err), false
 		}
 		c.noteQuota(resp.Header)
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+		raw, err := httpbody.Read(io.LimitReader(resp.Body, 32<<20), resp.ContentLength)
 		_ = resp.Body.Close()
 		if err != nil {
 			return crm.FromError(err), false

@@ -20,6 +20,7 @@ import (
 	"github.com/recordsync/record-sync/services/pusher/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/fastjson"
+	"github.com/recordsync/record-sync/shared/httpbody"
 	"github.com/recordsync/record-sync/shared/mapping"
 )
 
@@ -249,7 +250,7 @@ func (c *Client) call(ctx context.Context, host, method, path string, body, out 
 		if err != nil {
 			return crm.FromError(err), nil, 0
 		}
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		raw, err := httpbody.Read(io.LimitReader(resp.Body, 8<<20), resp.ContentLength)
 		_ = resp.Body.Close()
 		if err != nil {
 			return crm.FromError(err), nil, 0
