@@ -267,15 +267,20 @@ func Answer(w http.ResponseWriter, r *http.Request, timeout bool, status int, ct
 	WriteJSON(w, status, ct, v)
 }
 
-// WriteJSON writes v as JSON with status and content type ct.
+// WriteJSON writes v as JSON with status and content type ct, with its
+// Content-Length, as the real APIs send it (without one, net/http sends an
+// answer past 4 KB chunked, and a client cannot size its buffer).
 func WriteJSON(w http.ResponseWriter, status int, ct string, v any) {
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(status)
 	b, err := fastjson.Marshal(v)
 	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	_, _ = w.Write(append(b, '\n'))
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	_, _ = w.Write([]byte{'\n'})
 }
 
 // ReadJSON decodes the body of r, at most 32 MB, into v; the error reads as
