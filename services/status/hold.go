@@ -65,11 +65,18 @@ type holder struct {
 	order  []*pendingWrite // held records by since; written ones are skipped
 	refs   map[jetstream.Msg]int
 	failed map[jetstream.Msg]bool
+	busy   bool // in a backlog (see Config.BusyHold)
 }
 
-// hold is how long a record is held while h holds what it does.
+// hold is how long a record is held now, given what h holds.
 func (s *Service) hold(h *holder) time.Duration {
-	if len(h.held) > s.cfg.BusyAt {
+	switch n := len(h.held); {
+	case n > s.cfg.BusyAt:
+		h.busy = true
+	case n < s.cfg.BusyAt/10:
+		h.busy = false
+	}
+	if h.busy {
 		return s.cfg.BusyHold
 	}
 	return s.cfg.Hold

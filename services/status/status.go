@@ -41,11 +41,13 @@ type Config struct {
 	// record pushed to every target within Hold costs one KV write instead
 	// of one per change, and shows "queued" at most Hold late.
 	Hold time.Duration
-	// BusyHold replaces Hold while more than BusyAt records are held: in a
-	// backlog, records wait in the CRMs' queues for longer than Hold, and
-	// writing each one's "queued" first would double the KV writes just
-	// when capacity counts most. A record then shows "queued" at most
-	// BusyHold late.
+	// BusyHold replaces Hold in a backlog, from when more than BusyAt
+	// records are held until fewer than a tenth of that are: records then
+	// wait in the CRMs' queues for longer than Hold, and writing each
+	// one's "queued" first would double the KV writes just when capacity
+	// counts most. A record then shows "queued" at most BusyHold late. The
+	// tenth keeps the tail of a backlog (the records of its slowest
+	// target) from being written twice.
 	BusyHold time.Duration
 	// BusyAt is how many held records make a backlog (see BusyHold).
 	BusyAt int

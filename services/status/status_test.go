@@ -202,13 +202,14 @@ func TestLostWriteComesBack(t *testing.T) {
 }
 
 // TestBacklogHoldsQueued checks the busy hold: with more than BusyAt
-// records held, a record still queued is not written when Hold passes but
-// once, when its target moves on.
+// records held, and until fewer than a tenth of that are, a record still
+// queued is not written when Hold passes but once, when its target moves
+// on.
 func TestBacklogHoldsQueued(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	js, pub, kv := setup(ctx, t)
-	svc, err := statussvc.New(js, kv, statussvc.Config{Linger: time.Millisecond, Hold: time.Nanosecond, BusyHold: time.Hour, BusyAt: 1, AckDelay: -1},
+	svc, err := statussvc.New(js, kv, statussvc.Config{Linger: time.Millisecond, Hold: time.Nanosecond, BusyHold: time.Hour, BusyAt: 20, AckDelay: -1},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -264,15 +265,27 @@ func TestBacklogHoldsQueued(t *testing.T) {
 			}
 		}
 	}
-	queued := []string{"q1", "q2", "q3"}
+	var queued []string
+	for i := range 21 {
+		queued = append(queued, fmt.Sprintf("q%d", i))
+	}
 	publish(status.StateQueued, queued...)
-	// Each sentinel comes after the queued changes: once the first is
-	// written they are held, and the second's round comes after their
-	// Hold has passed, so without the busy hold they are written by then.
-	publish(status.StateSynced, "s1")
-	until("s1")
-	publish(status.StateSynced, "s2")
-	until("s2")
-	publish(status.StateSynced, queued...)
-	until(queued...)
+	// Each pair of sentinels comes after the changes before it: once the
+	// first is written those are taken in, and the second's round comes
+	// after their Hold has passed, so without the busy hold the records
+	// still queued are written by then.
+	sentinels := func(a, b string) {
+		publish(status.StateSynced, a)
+		until(a)
+		publish(status.StateSynced, b)
+		until(b)
+	}
+	sentinels("s1", "s2")
+	// Most are pushed; the three left (past a tenth of BusyAt) are the
+	// tail of the backlog and are still held.
+	publish(status.StateSynced, queued[:18]...)
+	until(queued[:18]...)
+	sentinels("s3", "s4")
+	publish(status.StateSynced, queued[18:]...)
+	until(queued[18:]...)
 }

@@ -159,8 +159,12 @@ type input struct {
 
 type batchResponse struct {
 	Results []struct {
-		ID         string            `json:"id"`
-		Properties map[string]string `json:"properties"`
+		ID string `json:"id"`
+		// Properties holds only what results are matched by: decoding
+		// every property a contact has would cost a map per record.
+		Properties struct {
+			Email string `json:"email"`
+		} `json:"properties"`
 	} `json:"results"`
 	Errors []apiError `json:"errors"`
 }
@@ -201,7 +205,7 @@ func (c *Client) write(ctx context.Context, host, op string, recs []crm.Record, 
 		if byID {
 			ok[r.ID] = r.ID
 		} else {
-			ok[strings.ToLower(r.Properties["email"])] = r.ID
+			ok[strings.ToLower(r.Properties.Email)] = r.ID
 		}
 	}
 	failed := itemErrors(resp.Errors)
@@ -263,7 +267,7 @@ func (c *Client) delete(ctx context.Context, host string, recs []crm.Record, idx
 			return
 		}
 		for _, r := range found.Results {
-			ids[strings.ToLower(r.Properties["email"])] = r.ID
+			ids[strings.ToLower(r.Properties.Email)] = r.ID
 			archive = append(archive, input{ID: r.ID})
 		}
 	}
