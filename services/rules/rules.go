@@ -215,6 +215,7 @@ func (s *Service) route(c *rules.Compiled, ev *event.Event, target string, now t
 	ch.State = status.StateQueued
 	item := &mesh.Item{Event: *ev}
 	item.Data = d.StripData(ev.Data)
+	item.Targets = nil // the work is for target alone
 	return ch, item
 }
 

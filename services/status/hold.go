@@ -115,6 +115,7 @@ func (h *holder) take(due []*pendingWrite, w *pendingWrite) []*pendingWrite {
 func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, all bool) {
 	now := time.Now()
 	var touched []*pendingWrite // the records these messages changed
+	seen := map[string]bool{}   // the records of one message
 	for _, m := range msgs {
 		b := mesh.StatusBatch{Changes: make([]status.Change, 0, mesh.Count(m))}
 		if err := fastjson.Unmarshal(m.Data(), &b); err != nil {
@@ -122,7 +123,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			_ = m.TermWithReason(fmt.Sprintf("undecodable status batch: %v", err))
 			continue
 		}
-		seen := map[string]bool{}
+		clear(seen)
 		for _, c := range b.Changes {
 			key := status.Key(c.RecordID)
 			w := h.held[key]
