@@ -31,15 +31,23 @@ import (
 // every record would measure HTTP round trips, not record-sync. It reports
 // records/s from the first 202 to the last synced, CRM requests per record
 // and target, the share of full batches, p50/p99 from 202 to synced over a
-// sample, KV status writes per record, the CPU time and heap allocations per record (all of
-// the process: services, NATS, emulators and the clients) and the
-// process's peak memory. Run
-// it with make bench-mesh.
+// sample, KV status writes per record, the CPU time, heap allocations and
+// page faults per record (all of the process: services, NATS, emulators and
+// the clients) and the process's peak memory. Run it with make bench-mesh.
+//
+// Each profile takes two bursts, each on a dev of its own: the process's
+// first burst also pays for growing it to its working size (the kernel
+// maps about 1.4 GB, page by page), which a running service has done once;
+// the second is what a service that has run a while does with a burst.
 func BenchmarkMesh(b *testing.B) {
 	n := envInt("RECORDSYNC_BENCH_RECORDS", 100_000)
 	every := envInt("RECORDSYNC_BENCH_OUTREACH_EVERY", 20)
 	for _, profile := range []string{"fast", "durable"} {
-		b.Run("profile="+profile, func(b *testing.B) { benchMesh(b, profile, n, every) })
+		b.Run("profile="+profile, func(b *testing.B) {
+			for _, burst := range []string{"first", "second"} {
+				b.Run("burst="+burst, func(b *testing.B) { benchMesh(b, profile, n, every) })
+			}
+		})
 	}
 }
 
@@ -74,7 +82,8 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 		defer stop()
 	}
 	b.ResetTimer()
-	cpu0, alloc0 := cpuTime(), allocated()
+	cpu0, faults0 := usage()
+	alloc0 := allocated()
 	const batch = 500
 	const clients = 8
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -145,7 +154,8 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 		<-time.After(50 * time.Millisecond)
 	}
 	total := time.Since(first)
-	cpu, alloc := cpuTime()-cpu0, allocated()-alloc0
+	cpu, faults := usage()
+	cpu, faults, alloc := cpu-cpu0, faults-faults0, allocated()-alloc0
 	b.StopTimer()
 
 	requests := map[string]float64{}
@@ -182,6 +192,7 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/record")
 	b.ReportMetric(float64(alloc)/1024/float64(n), "alloc-KB/record")
+	b.ReportMetric(float64(faults)/float64(n), "faults/record")
 	for _, tg := range targets {
 		b.ReportMetric(requests[tg]/float64(want[tg]), "req/rec-"+tg)
 	}
@@ -212,14 +223,15 @@ func metricValue(text, series string) float64 {
 	return 0
 }
 
-// cpuTime is the CPU time the process has used, user and system: per
-// record, it is steadier than the rate on a shared machine.
-func cpuTime() time.Duration {
+// usage returns the CPU time the process has used, user and system (per
+// record, it is steadier than the rate on a shared machine), and its page
+// faults so far.
+func usage() (cpu time.Duration, faults int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Minflt + ru.Majflt
 }
 
 // allocated is how many bytes the process has allocated on the heap.
