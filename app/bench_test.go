@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,6 +83,7 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 		defer stop()
 	}
 	b.ResetTimer()
+	stopProfile := cpuProfile(b)
 	cpu0, faults0 := usage()
 	alloc0 := allocated()
 	const batch = 500
@@ -156,6 +158,7 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 	total := time.Since(first)
 	cpu, faults := usage()
 	cpu, faults, alloc := cpu-cpu0, faults-faults0, allocated()-alloc0
+	stopProfile()
 	b.StopTimer()
 
 	requests := map[string]float64{}
@@ -232,6 +235,27 @@ func usage() (cpu time.Duration, faults int64) {
 		return 0, 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Minflt + ru.Majflt
+}
+
+// cpuProfile writes a CPU profile of the measured part of a burst to
+// $RECORDSYNC_BENCH_CPUPROFILE-<benchmark>.prof when that is set (pprof
+// over the whole run mixes in start-up and the cold burst).
+func cpuProfile(b *testing.B) (stop func()) {
+	prefix := os.Getenv("RECORDSYNC_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + strings.NewReplacer("/", "-", "=", "-").Replace(b.Name()) + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 // allocated is how many bytes the process has allocated on the heap.

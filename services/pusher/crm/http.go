@@ -106,6 +106,9 @@ func NewConn(timeout time.Duration) *Conn {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	// The most concurrent pushes, and a token request.
 	t.MaxIdleConnsPerHost = config.MaxConcurrency + 1
+	// A batch of 200 records is about 100 KB each way: 4 KB buffers (the
+	// default) cost a system call per 4 KB.
+	t.WriteBufferSize, t.ReadBufferSize = 64<<10, 64<<10
 	return &Conn{HTTP: &http.Client{Timeout: timeout, Transport: t}}
 }
 
