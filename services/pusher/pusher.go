@@ -238,7 +238,11 @@ type deadLetter struct {
 func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	now := w.now()
-	var items []pending
+	n := 0
+	for _, m := range msgs {
+		n += mesh.Count(m)
+	}
+	items := make([]pending, 0, n)
 	for i, m := range msgs {
 		if nb := m.Headers().Get(mesh.HeaderNotBefore); nb != "" {
 			if t, err := time.Parse(time.RFC3339Nano, nb); err == nil && t.After(now) {
@@ -280,7 +284,7 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.
 // their data, later fields winning.
 func coalesce(items []pending) []pending {
 	idx := make(map[string]int, len(items))
-	out := items[:0:0]
+	out := items[:0] // in place: out never passes the item being read
 	for _, p := range items {
 		i, seen := idx[p.item.RecordID]
 		if !seen {
@@ -340,8 +344,8 @@ func (w *Worker) dropSuperseded(ctx context.Context, items []pending) []pending 
 // identity in the CRM go in successive waves, in their order, so that
 // concurrent requests never race on one CRM record.
 func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, out *outcome) {
-	var recs []crm.Record
-	var sent []pending
+	recs := make([]crm.Record, 0, len(items))
+	sent := make([]pending, 0, len(items))
 	for _, p := range items {
 		ev := p.item.Event
 		rec, res := PrepareKnown(ctx, w.crm, w.mappings, w.status, &ev)

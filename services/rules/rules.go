@@ -102,7 +102,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	for _, msg := range msgs {
 		inbound += mesh.Count(msg)
 	}
-	changes := make([]status.Change, 0, 2*inbound)
+	changes := make([]status.Change, 0, 3*inbound) // a change per target: room for three
 	decisions := telemetry.NewTally("target", "action", "rule_id")
 	defer decisions.AddTo(ctx, s.decisions)
 	var futures []jetstream.PubAckFuture

@@ -124,11 +124,12 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			continue
 		}
 		clear(seen)
-		for _, c := range b.Changes {
+		for i := range b.Changes {
+			c := &b.Changes[i] // held in place: the batch lives as long as its changes
 			key := status.Key(c.RecordID)
 			w := h.held[key]
 			if w == nil {
-				w = &pendingWrite{key: key, since: now, changes: make([]status.Change, 0, 4)}
+				w = &pendingWrite{key: key, since: now, changes: make([]*status.Change, 0, 4)}
 				h.held[key] = w
 				h.order = append(h.order, w)
 			}

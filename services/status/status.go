@@ -169,7 +169,7 @@ func (s *Service) ackDelay(ctx context.Context) (time.Duration, error) {
 type pendingWrite struct {
 	key     string
 	rec     status.Record
-	changes []status.Change
+	changes []*status.Change
 	msgs    []jetstream.Msg // the messages holding its changes
 	since   time.Time       // when its first change arrived
 	base    uint64
@@ -253,7 +253,7 @@ func (s *Service) publish(w *pendingWrite) error {
 	w.counts = status.Delta{}
 	changed := false
 	for _, c := range w.changes {
-		if w.counts.Apply(&w.rec, c) {
+		if w.counts.Apply(&w.rec, *c) {
 			changed = true
 		}
 	}

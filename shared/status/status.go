@@ -198,13 +198,16 @@ func (r *Record) Apply(c Change) bool {
 // every byte outside A-Z a-z 0-9 _ - is written as '=' and two hex digits:
 // "c-123" stays "c-123", "ada@x.io" becomes "ada=40x=2Eio".
 func Key(recordID string) string {
+	if keySafe(recordID) {
+		return recordID // most ids: no copy
+	}
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	b.Grow(len(recordID) + 8)
 	for i := 0; i < len(recordID); i++ {
 		c := recordID[i]
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		case keyByte(c):
 			b.WriteByte(c)
 		default:
 			b.WriteByte('=')
@@ -213,4 +216,19 @@ func Key(recordID string) string {
 		}
 	}
 	return b.String()
+}
+
+// keyByte reports whether c stands for itself in a KV key.
+func keyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// keySafe reports whether every byte of id stands for itself in a KV key.
+func keySafe(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if !keyByte(id[i]) {
+			return false
+		}
+	}
+	return true
 }
