@@ -552,7 +552,7 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 	if err := w.limiter.Wait(ctx); err != nil {
 		return err
 	}
-	return w.shared.wait(ctx, tc.RateLimitPerMinute)
+	return w.shared.wait(ctx, tc.RateLimitPerMinute, tc.Concurrency)
 }
 
 // settle turns the result of one pushed item into its status change and,

@@ -1,8 +1,15 @@
 package pusher
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/natstest"
 )
 
 func TestSlot(t *testing.T) {
@@ -23,5 +30,53 @@ func TestSlot(t *testing.T) {
 		if s != tt.slot || n != tt.per {
 			t.Errorf("slot(%d) = %v, %d; want %v, %d", tt.perMinute, s, n, tt.slot, tt.per)
 		}
+	}
+}
+
+// TestSharedLimitBatches takes permits from two limiters (two pusher
+// processes) with eight callers each, taking four at a time from the
+// counter: no slot may give out more than its share, and the permits taken
+// in batches must still be handed out.
+func TestSharedLimitBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv, "pusher")
+	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	const perMinute = 30_000 // 10 ms slots of 5 permits
+	_, perSlot := slot(perMinute)
+	var mu sync.Mutex
+	given := map[int64]int64{}
+	var g errgroup.Group
+	for _, l := range []*sharedLimit{{js: js, target: "hubspot"}, {js: js, target: "hubspot"}} {
+		for range 8 {
+			g.Go(func() error {
+				for range 20 {
+					idx, err := l.permit(ctx, perMinute, 4)
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					given[idx]++
+					mu.Unlock()
+				}
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for idx, n := range given {
+		if n > perSlot {
+			t.Errorf("slot %d gave out %d permits, its share is %d", idx, n, perSlot)
+		}
+		total += n
+	}
+	if total != 2*8*20 {
+		t.Fatalf("%d permits given, want %d", total, 2*8*20)
 	}
 }
