@@ -33,8 +33,8 @@ $(GOLANGCI_LINT):
 bench-ingest:
 	go test -run '^$$' -bench 'Ingest' -benchtime 3s ./services/ingest/
 
-## bench-mesh: 100,000 records through the whole mesh to all three CRMs (Outreach one in 20), both profiles
-## (RECORDSYNC_BENCH_RECORDS, default 100000)
+## bench-mesh: 100,000 records through the whole mesh to all three CRMs (Outreach one in 20), both profiles,
+## two bursts each (RECORDSYNC_BENCH_RECORDS, default 100000; RECORDSYNC_BENCH_CPUPROFILE=prefix for profiles)
 bench-mesh:
 	go test -run '^$$' -bench 'Mesh' -benchtime 1x -timeout 30m ./app/
 
