@@ -40,7 +40,9 @@ import (
 // first burst also pays for growing it to its working size (the kernel
 // maps about 1.4 GB, page by page), which a running service has done once;
 // the second is what a service that has run a while does with a burst.
+// The garbage collector runs at app.GCPercent, as in the binary.
 func BenchmarkMesh(b *testing.B) {
+	app.TuneGC() // as the recordsync binary runs
 	n := envInt("RECORDSYNC_BENCH_RECORDS", 100_000)
 	every := envInt("RECORDSYNC_BENCH_OUTREACH_EVERY", 20)
 	for _, profile := range []string{"fast", "durable"} {

@@ -36,6 +36,7 @@ Settings come from RECORDSYNC_* environment variables (see README); flags overri
 `
 
 func main() {
+	app.TuneGC()
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
