@@ -35,6 +35,26 @@ func setup(ctx context.Context, tb testing.TB) (js, pub jetstream.JetStream, kv 
 	return js, pub, kv
 }
 
+// nextPut returns the next value watch sees written, decoded, failing the
+// test with why when ctx ends first.
+func nextPut(ctx context.Context, t *testing.T, watch jetstream.KeyWatcher, why string) (key string, rec status.Record) {
+	t.Helper()
+	for {
+		select {
+		case e := <-watch.Updates():
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				t.Fatal(err)
+			}
+			return e.Key(), rec
+		case <-ctx.Done():
+			t.Fatal(why)
+		}
+	}
+}
+
 // TestTwoWritersConverge runs two status services against one bucket and
 // feeds them, out of order, the changes of several events per record: every
 // record must end with its newest event's final state.
@@ -88,21 +108,9 @@ func TestTwoWritersConverge(t *testing.T) {
 	}
 	final := map[string]bool{}
 	for len(final) < records {
-		select {
-		case e := <-watch.Updates():
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			var rec status.Record
-			if err := json.Unmarshal(e.Value(), &rec); err != nil {
-				t.Fatal(err)
-			}
-			st := rec.Targets["hubspot"]
-			if st.EventID == fmt.Sprintf("e%d", events-1) && st.State == status.StateSynced {
-				final[e.Key()] = true
-			}
-		case <-ctx.Done():
-			t.Fatalf("only %d of %d records reached their final state", len(final), records)
+		key, rec := nextPut(ctx, t, watch, "not every record reached its final state")
+		if st := rec.Targets["hubspot"]; st.EventID == fmt.Sprintf("e%d", events-1) && st.State == status.StateSynced {
+			final[key] = true
 		}
 	}
 	// Nothing may move a record back afterwards: publish an old change and
@@ -163,25 +171,13 @@ func TestLostWriteComesBack(t *testing.T) {
 			}
 		}
 	}
-	written := func() jetstream.KeyValueEntry {
-		for {
-			select {
-			case e := <-watch.Updates():
-				if e != nil && e.Operation() == jetstream.KeyValuePut {
-					return e
-				}
-			case <-ctx.Done():
-				t.Fatal("the record was not written")
-			}
-		}
-	}
 	stop := run()
 	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	b, _ := json.Marshal(mesh.StatusBatch{Changes: []status.Change{{RecordID: "r1", Target: "hubspot", EventID: "e1", OccurredAt: t0, State: status.StateSynced, At: t0}}})
 	if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), b); err != nil {
 		t.Fatal(err)
 	}
-	written()
+	nextPut(ctx, t, watch, "the record was not written")
 	info, err := js.Consumer(ctx, mesh.StreamStatus, mesh.ConsumerStatus)
 	if err != nil {
 		t.Fatal(err)
@@ -195,9 +191,8 @@ func TestLostWriteComesBack(t *testing.T) {
 	}
 	stop = run()
 	defer stop()
-	var rec status.Record
-	if err := json.Unmarshal(written().Value(), &rec); err != nil || rec.Targets["hubspot"].State != status.StateSynced {
-		t.Fatalf("record after the redelivery: %+v %v", rec, err)
+	if _, rec := nextPut(ctx, t, watch, "the record was not written again"); rec.Targets["hubspot"].State != status.StateSynced {
+		t.Fatalf("record after the redelivery: %+v", rec)
 	}
 }
 
@@ -247,22 +242,11 @@ func TestBacklogHoldsQueued(t *testing.T) {
 			left[k] = true
 		}
 		for len(left) > 0 {
-			select {
-			case e := <-watch.Updates():
-				if e == nil || e.Operation() != jetstream.KeyValuePut {
-					continue
-				}
-				var rec status.Record
-				if err := json.Unmarshal(e.Value(), &rec); err != nil {
-					t.Fatal(err)
-				}
-				if st := rec.Targets["hubspot"].State; st == status.StateQueued {
-					t.Fatalf("%s written as %s in a backlog, want one write once synced", e.Key(), st)
-				}
-				delete(left, e.Key())
-			case <-ctx.Done():
-				t.Fatalf("%v not written", left)
+			key, rec := nextPut(ctx, t, watch, fmt.Sprintf("%v not written", left))
+			if st := rec.Targets["hubspot"].State; st == status.StateQueued {
+				t.Fatalf("%s written as %s in a backlog, want one write once synced", key, st)
 			}
+			delete(left, key)
 		}
 	}
 	var queued []string
