@@ -11,9 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/recordsync/record-sync/shared/httpbody"
-
 	"github.com/recordsync/record-sync/shared/fastjson"
+	"github.com/recordsync/record-sync/shared/httpbody"
 )
 
 // Faults is what PUT /_sim/{crm}/faults sets. Probabilities are 0..1.

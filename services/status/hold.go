@@ -68,7 +68,8 @@ type holder struct {
 	busy   bool // in a backlog (see Config.BusyHold)
 }
 
-// hold is how long a record is held now, given what h holds.
+// hold is how long a record is held now, given what h holds; it also
+// notes when h enters or leaves a backlog.
 func (s *Service) hold(h *holder) time.Duration {
 	switch n := len(h.held); {
 	case n > s.cfg.BusyAt:
