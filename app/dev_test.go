@@ -234,19 +234,26 @@ func (s *devStack) lastSeq(stream string) uint64 {
 	return info.State.LastSeq
 }
 
-// crm calls the emulated HubSpot with the sandbox token.
-func (s *devStack) hubspot(method, path string, body any) response {
+// credentials decodes the emulator's credentials.json, as dev wrote it,
+// into v.
+func (s *devStack) credentials(v any) {
 	s.t.Helper()
 	b, err := os.ReadFile(s.info.Credentials)
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	if err := json.Unmarshal(b, v); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// hubspot calls the emulated HubSpot with the sandbox token.
+func (s *devStack) hubspot(method, path string, body any) response {
+	s.t.Helper()
 	var creds struct {
 		HubSpot struct{ Token string } `json:"hubspot"`
 	}
-	if err := json.Unmarshal(b, &creds); err != nil {
-		s.t.Fatal(err)
-	}
+	s.credentials(&creds)
 	return call(s.t, method, s.info.CRMSimURL+"/hubspot"+path, "", body, "Authorization", "Bearer "+creds.HubSpot.Token)
 }
 
@@ -268,10 +275,6 @@ func contact(recordID, email string, extra map[string]any) map[string]any {
 // bearer flow, as any client given credentials.json would.
 func (s *devStack) salesforce(method, path string) response {
 	s.t.Helper()
-	b, err := os.ReadFile(s.info.Credentials)
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	var creds struct {
 		Salesforce struct {
 			ConsumerKey string `json:"consumer_key"`
@@ -280,9 +283,7 @@ func (s *devStack) salesforce(method, path string) response {
 			Audience    string `json:"audience"`
 		} `json:"salesforce"`
 	}
-	if err := json.Unmarshal(b, &creds); err != nil {
-		s.t.Fatal(err)
-	}
+	s.credentials(&creds)
 	key, err := jwt.ParseRSAPrivateKeyFromPEM([]byte(creds.Salesforce.PrivateKey))
 	if err != nil {
 		s.t.Fatal(err)
@@ -312,10 +313,6 @@ func (s *devStack) salesforce(method, path string) response {
 // grant.
 func (s *devStack) outreach(method, path string) response {
 	s.t.Helper()
-	b, err := os.ReadFile(s.info.Credentials)
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	var creds struct {
 		Outreach struct {
 			ClientID     string `json:"client_id"`
@@ -323,9 +320,7 @@ func (s *devStack) outreach(method, path string) response {
 			RefreshToken string `json:"refresh_token"`
 		} `json:"outreach"`
 	}
-	if err := json.Unmarshal(b, &creds); err != nil {
-		s.t.Fatal(err)
-	}
+	s.credentials(&creds)
 	resp, err := http.PostForm(s.info.CRMSimURL+"/outreach/oauth/token", url.Values{"grant_type": {"refresh_token"},
 		"client_id": {creds.Outreach.ClientID}, "client_secret": {creds.Outreach.ClientSecret}, "refresh_token": {creds.Outreach.RefreshToken}})
 	if err != nil {
