@@ -11,6 +11,12 @@ import _ "embed"
 //go:embed nats.conf
 var NATSConf []byte
 
+// NATSClusterConf is nats-cluster.conf: nats.conf (which it includes)
+// and the cluster block of one server of a 3-node cluster.
+//
+//go:embed nats-cluster.conf
+var NATSClusterConf []byte
+
 // RulesJSON is rules.json, the rule set loaded when KV sync_rules is empty.
 //
 //go:embed rules.json

@@ -3,9 +3,11 @@ package app_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -45,12 +47,20 @@ func BenchmarkMesh(b *testing.B) {
 	app.TuneGC() // as the recordsync binary runs
 	n := envInt("RECORDSYNC_BENCH_RECORDS", 100_000)
 	every := envInt("RECORDSYNC_BENCH_OUTREACH_EVERY", 20)
-	for _, profile := range []string{"fast", "durable"} {
-		b.Run("profile="+profile, func(b *testing.B) {
-			for _, burst := range []string{"first", "second"} {
-				b.Run("burst="+burst, func(b *testing.B) { benchMesh(b, profile, n, every) })
-			}
-		})
+	// RECORDSYNC_BENCH_SERVERS=1,3 also runs the mesh at R3 on dev's
+	// embedded 3-node cluster (default: one server only).
+	for _, servers := range strings.Split(cmp.Or(os.Getenv("RECORDSYNC_BENCH_SERVERS"), "1"), ",") {
+		cluster, err := strconv.Atoi(strings.TrimSpace(servers))
+		if err != nil || (cluster != 1 && cluster != 3) {
+			b.Fatalf("RECORDSYNC_BENCH_SERVERS=%q: want 1, 3 or 1,3", os.Getenv("RECORDSYNC_BENCH_SERVERS"))
+		}
+		for _, profile := range []string{"fast", "durable"} {
+			b.Run(fmt.Sprintf("servers=%d/profile=%s", cluster, profile), func(b *testing.B) {
+				for _, burst := range []string{"first", "second"} {
+					b.Run("burst="+burst, func(b *testing.B) { benchMesh(b, profile, n, every, cluster) })
+				}
+			})
+		}
 	}
 }
 
@@ -61,25 +71,11 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func benchMesh(b *testing.B, profile string, n, every int) {
-	s := startDev(b, func(e *app.Env) { e.Profile = profile })
+func benchMesh(b *testing.B, profile string, n, every, cluster int) {
+	s := startDev(b, func(e *app.Env) { e.Profile, e.DevCluster = profile, cluster })
 	targets := []string{"hubspot", "salesforce", "outreach"}
 	want := map[string]int{"hubspot": n, "salesforce": n, "outreach": (n + every - 1) / every}
-	for _, tg := range targets {
-		override := map[string]any{"target": tg, "rate_limit_per_minute": 1_000_000}
-		if tg == "outreach" {
-			// Its default concurrency (4) fits the real API's 10,000
-			// requests an hour; with the limit raised, a record's two
-			// round trips would leave Outreach draining alone at the end.
-			override["concurrency"] = 25
-		}
-		if r := call(b, "POST", s.info.HTTPURL+"/v1/sync/config-override", adminKey, override); r.Status != http.StatusOK {
-			b.Fatalf("config-override %s: %d %s", tg, r.Status, r.Raw)
-		}
-		if r := call(b, "PUT", s.info.CRMSimURL+"/_sim/"+tg+"/faults", "", map[string]any{"rate_limit": 1_000_000, "rate_window_ms": 1000}); r.Status != http.StatusOK {
-			b.Fatalf("emulator limits %s: %d %s", tg, r.Status, r.Raw)
-		}
-	}
+	raiseLimits(b, s, targets)
 	if os.Getenv("RECORDSYNC_BENCH_TRACE") != "" {
 		stop := traceBacklogs(b, s, targets)
 		defer stop()
@@ -116,16 +112,11 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 					fmt.Fprintf(&buf, `{"record_id":"m-%d","operation":"create","targets":[%s],"data":{"email":"m%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, i, to, i, i)
 				}
 				buf.WriteString(`]}`)
-				req, _ := http.NewRequest("POST", s.info.HTTPURL+"/v1/sync/batch", &buf)
-				req.Header.Set("X-API-Key", syncKey)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode != http.StatusAccepted {
-					b.Errorf("batch: %v %v", err, resp)
+				if code, err := postSync(client, s.info.HTTPURL+"/v1/sync/batch", buf.Bytes()); err != nil || code != http.StatusAccepted {
+					b.Errorf("batch: %d %v", code, err)
 					return
 				}
 				once.Do(func() { first = time.Now() })
-				resp.Body.Close()
 			}
 		}()
 	}
@@ -135,29 +126,10 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 	close(work)
 	wg.Wait()
 	accepted := time.Since(first)
-	// Wait until every record is synced for every target, noting when each
-	// CRM held all of its records: the rest is the status service's lag.
-	stored := map[string]time.Duration{}
-	for {
-		st := call(b, "GET", s.info.HTTPURL+"/v1/sync/stats", syncKey, nil)
-		done := true
-		for _, tg := range targets {
-			if st.Body["targets"].(map[string]any)[tg].(map[string]any)["states"].(map[string]any)["synced"] != float64(want[tg]) {
-				done = false
-			}
-			if _, ok := stored[tg]; !ok {
-				sim := call(b, "GET", s.info.CRMSimURL+"/_sim/"+tg+"/stats", "", nil)
-				if sim.Body["records_stored"] == float64(want[tg]) {
-					stored[tg] = time.Since(first).Round(time.Millisecond)
-				}
-			}
-		}
-		if done {
-			break
-		}
-		<-time.After(50 * time.Millisecond)
-	}
+	heapProfile(b, "accepted")
+	stored := waitSynced(b, s, targets, want, first)
 	total := time.Since(first)
+	heapProfile(b, "synced")
 	cpu, faults := usage()
 	cpu, faults, alloc := cpu-cpu0, faults-faults0, allocated()-alloc0
 	stopProfile()
@@ -218,6 +190,75 @@ func benchMesh(b *testing.B, profile string, n, every int) {
 		accepted.Round(time.Millisecond), stored, total.Round(time.Millisecond))
 }
 
+// raiseLimits lifts the rate limits of targets, in record-sync and in the
+// emulator, so that a benchmark measures record-sync, not a quota.
+func raiseLimits(b *testing.B, s *devStack, targets []string) {
+	for _, tg := range targets {
+		override := map[string]any{"target": tg, "rate_limit_per_minute": 1_000_000}
+		if tg == "outreach" {
+			// Its default concurrency (4) fits the real API's 10,000
+			// requests an hour; with the limit raised, a record's two
+			// round trips would leave Outreach draining alone at the end.
+			override["concurrency"] = 25
+		}
+		if r := call(b, "POST", s.info.HTTPURL+"/v1/sync/config-override", adminKey, override); r.Status != http.StatusOK {
+			b.Fatalf("config-override %s: %d %s", tg, r.Status, r.Raw)
+		}
+		if r := call(b, "PUT", s.info.CRMSimURL+"/_sim/"+tg+"/faults", "", map[string]any{"rate_limit": 1_000_000, "rate_window_ms": 1000}); r.Status != http.StatusOK {
+			b.Fatalf("emulator limits %s: %d %s", tg, r.Status, r.Raw)
+		}
+	}
+}
+
+// waitSynced waits until every record is synced for every target of want,
+// and returns when, after first, each CRM held all of its records: the
+// rest is the status service's lag.
+func waitSynced(b *testing.B, s *devStack, targets []string, want map[string]int, first time.Time) map[string]time.Duration {
+	stored := map[string]time.Duration{}
+	for i := 1; ; i++ {
+		st := call(b, "GET", s.info.HTTPURL+"/v1/sync/stats", syncKey, nil)
+		done := true
+		for _, tg := range targets {
+			if st.Body["targets"].(map[string]any)[tg].(map[string]any)["states"].(map[string]any)["synced"] != float64(want[tg]) {
+				done = false
+			}
+			if _, ok := stored[tg]; !ok {
+				sim := call(b, "GET", s.info.CRMSimURL+"/_sim/"+tg+"/stats", "", nil)
+				if sim.Body["records_stored"] == float64(want[tg]) {
+					stored[tg] = time.Since(first).Round(time.Millisecond)
+				}
+			}
+		}
+		if done {
+			break
+		}
+		if i%200 == 0 && os.Getenv("RECORDSYNC_BENCH_TRACE") != "" {
+			fmt.Fprintf(os.Stderr, "waiting for synced: %s\n", st.Raw)
+		}
+		<-time.After(50 * time.Millisecond)
+	}
+	return stored
+}
+
+// postSync posts body as JSON with the sync key and returns the status,
+// having read the answer to its end, so that the client uses the
+// connection again (closed unread, it dials a new one per request).
+func postSync(client *http.Client, url string, body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("X-API-Key", syncKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
 func metricValue(text, series string) float64 {
 	for _, l := range strings.Split(text, "\n") {
 		if strings.HasPrefix(l, series+" ") {
@@ -260,6 +301,24 @@ func cpuProfile(b *testing.B) (stop func()) {
 	}
 }
 
+// heapProfile writes a profile of the live heap to
+// $RECORDSYNC_BENCH_MEMPROFILE-<benchmark>-<when>.prof when that is set.
+func heapProfile(b *testing.B, when string) {
+	prefix := os.Getenv("RECORDSYNC_BENCH_MEMPROFILE")
+	if prefix == "" {
+		return
+	}
+	f, err := os.Create(prefix + "-" + strings.NewReplacer("/", "-", "=", "-").Replace(b.Name()) + "-" + when + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // allocated is how many bytes the process has allocated on the heap.
 func allocated() uint64 {
 	var ms runtime.MemStats
@@ -291,7 +350,9 @@ func traceBacklogs(b *testing.B, s *devStack, targets []string) (stop func()) {
 	type cons struct{ stream, name string }
 	all := []cons{{mesh.StreamIn, mesh.ConsumerRules}, {mesh.StreamStatus, mesh.ConsumerStatus}}
 	for _, tg := range targets {
-		all = append(all, cons{mesh.StreamPush, mesh.ConsumerPusher(tg)})
+		for p := range mesh.DefaultPushPartitions {
+			all = append(all, cons{mesh.StreamPush, mesh.ConsumerPusher(tg, p)})
+		}
 	}
 	start := time.Now()
 	return mesh.Every(200*time.Millisecond, func() {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/recordsync/record-sync/app"
+	"github.com/recordsync/record-sync/shared/natstest"
 	"github.com/recordsync/record-sync/shared/status"
 )
 
@@ -63,7 +64,7 @@ var (
 )
 
 // binary builds the recordsync binary once for the tests of this package.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "recordsync-test-bin")
@@ -86,7 +87,7 @@ func binary(t *testing.T) string {
 
 // binaryAndEmulator returns the built binary, a data dir, and a CRM
 // emulator that lives in the test, so that it outlives the processes.
-func binaryAndEmulator(t *testing.T) (string, string, *app.CRMSim) {
+func binaryAndEmulator(t testing.TB) (string, string, *app.CRMSim) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -132,7 +133,7 @@ type process struct {
 	cmd *exec.Cmd
 }
 
-func startProcess(t *testing.T, bin, data, simAddr string) *process {
+func startProcess(t testing.TB, bin, data, simAddr string, extraEnv ...string) *process {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -147,6 +148,7 @@ func startProcess(t *testing.T, bin, data, simAddr string) *process {
 		"RECORDSYNC_API_KEYS="+syncKey, "RECORDSYNC_ADMIN_KEYS="+adminKey, "RECORDSYNC_LOG_LEVEL=warn",
 		// Work a killed pusher held comes back after this.
 		"RECORDSYNC_PUSH_ACK_WAIT=3s")
+	cmd.Env = append(cmd.Env, extraEnv...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +215,7 @@ func (p *process) stop() {
 
 // TestMain removes the binary the tests built.
 func TestMain(m *testing.M) {
+	natstest.ServeIfChild() // a NATS server the chaos tests run as a process of its own
 	code := m.Run()
 	if binPath != "" {
 		_ = os.RemoveAll(filepath.Dir(binPath))

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/recordsync/record-sync/crmsim"
@@ -18,43 +18,44 @@ import (
 	"github.com/recordsync/record-sync/crmsim/salesforce"
 )
 
+// Emulators are the CRMs the emulator serves: adding one is a package
+// that exports a crmsim.Factory and a line here.
+func Emulators() []crmsim.Factory {
+	return []crmsim.Factory{
+		hubspot.Factory(),
+		salesforce.Factory(),
+		outreach.Factory(),
+	}
+}
+
 // CRMSim is a running CRM emulator.
 type CRMSim struct {
 	Addr        string
 	Credentials string
 	srv         *http.Server
+	sim         *crmsim.Server
 	done        chan error
 }
 
 // StartCRMSim serves the emulator on addr (port 0 picks one), with the
-// sandbox credentials kept in <dataDir>/crmsim/credentials.json so that a
-// restart keeps them.
+// sandbox credentials kept in <dataDir>/crmsim/credentials.json and each
+// CRM's records in <dataDir>/crmsim/<crm>.jsonl, so that a restart keeps
+// both.
 func StartCRMSim(addr, dataDir string, log *slog.Logger) (*CRMSim, error) {
 	dir := filepath.Join(dataDir, "crmsim")
-	creds, err := simCredentials(filepath.Join(dir, "credentials.json"))
-	if err != nil {
-		return nil, err
-	}
-	sf, err := salesforce.New(creds.Salesforce)
-	if err != nil {
-		return nil, err
-	}
-	sim, err := crmsim.NewServer(hubspot.New(creds.HubSpot), sf, outreach.New(creds.Outreach))
-	if err != nil {
-		return nil, err
-	}
-	path, err := sim.WriteCredentials(dir)
+	sim, err := crmsim.Open(dir, Emulators()...)
 	if err != nil {
 		return nil, err
 	}
 	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", addr)
 	if err != nil {
+		_ = sim.Close()
 		return nil, fmt.Errorf("crmsim listen: %w", err)
 	}
-	c := &CRMSim{Addr: ln.Addr().String(), Credentials: path, done: make(chan error, 1),
+	c := &CRMSim{Addr: ln.Addr().String(), Credentials: filepath.Join(dir, "credentials.json"), done: make(chan error, 1), sim: sim,
 		srv: &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second, ConnContext: sim.ConnContext}}
 	go func() { c.done <- c.srv.Serve(ln) }()
-	log.Info("crmsim_listening", "addr", c.Addr, "credentials", path)
+	log.Info("crmsim_listening", "addr", c.Addr, "credentials", c.Credentials, "crms", strings.Join(sim.Names(), ","))
 	return c, nil
 }
 
@@ -66,41 +67,7 @@ func (c *CRMSim) Stop() error {
 	if serr := <-c.done; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	return err
-}
-
-// simCredentials returns the sandbox credentials stored in path, and new
-// ones for the CRMs that have none yet, so that a restart keeps them.
-func simCredentials(path string) (simCreds, error) {
-	var creds simCreds
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return creds, err
-	}
-	if err == nil {
-		_ = json.Unmarshal(b, &creds) // a damaged file is replaced
-	}
-	if fresh := hubspot.NewCredentials(); creds.HubSpot.Token == "" {
-		creds.HubSpot = fresh
-	} else if creds.HubSpot.RefreshToken == "" { // a file from before the OAuth alternative
-		creds.HubSpot.OAuthClient = fresh.OAuthClient
-	}
-	if creds.Salesforce.PrivateKey == "" {
-		if creds.Salesforce, err = salesforce.NewCredentials(); err != nil {
-			return creds, err
-		}
-	}
-	if creds.Outreach.RefreshToken == "" {
-		creds.Outreach = outreach.NewCredentials()
-	}
-	return creds, nil
-}
-
-// simCreds is the emulator's credentials.json.
-type simCreds struct {
-	HubSpot    hubspot.Credentials    `json:"hubspot"`
-	Salesforce salesforce.Credentials `json:"salesforce"`
-	Outreach   outreach.Credentials   `json:"outreach"`
+	return errors.Join(err, c.sim.Close())
 }
 
 // RunCRMSim serves the emulator until ctx ends.
@@ -109,7 +76,7 @@ func RunCRMSim(ctx context.Context, env Env, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "CRM emulator on http://%s (/salesforce /hubspot /outreach, controls under /_sim/)\ncredentials: %s\n", c.Addr, c.Credentials)
+	fmt.Fprintf(os.Stderr, "CRM emulator on http://%s (/%s, controls under /_sim/)\ncredentials: %s\n", c.Addr, strings.Join(c.sim.Names(), " /"), c.Credentials)
 	<-ctx.Done()
 	return c.Stop()
 }

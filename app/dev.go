@@ -9,12 +9,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
 	recordsync "github.com/recordsync/record-sync"
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/natsrv"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
@@ -48,18 +52,24 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 	info.KeysFile = keysFile
 	info.APIKey, info.AdminKey = first(env.APIKeys), first(env.AdminKeys)
 
-	srv, err := natsrv.Start(natsrv.Config{Conf: recordsync.NATSConf, Listen: env.NATSListen,
-		StoreDir: filepath.Join(env.DataDir, "nats"), Profile: env.Profile, Log: log.With("service", "nats")})
+	servers, err := startDevNATS(env, log.With("service", "nats"))
 	if err != nil {
 		return err
 	}
 	defer func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
+		for _, s := range servers {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
 	}()
-	info.NATSURL = srv.ClientURL()
+	srv := servers[0]
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
+	}
+	info.NATSURL = strings.Join(urls, ",")
 	info.NATSEnv = filepath.Join(env.DataDir, "nats.env")
-	if err := srv.WriteEnv(info.NATSEnv); err != nil {
+	if err := srv.WriteEnv(info.NATSEnv, info.NATSURL); err != nil {
 		return err
 	}
 
@@ -98,9 +108,21 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 		return err
 	}
 	defer stopTracing()
+	waits := mesh.NewWaits()
+	if err := ObserveWaits(metrics, waits); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	// `recordsync setup`, as the operator: the service users may create
+	// nothing.
+	if err := devSetup(ctx, srv, env, log); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	meshes := map[string]*Mesh{}
 	for _, user := range []string{"ingest", "rules", "pusher", "status"} {
-		nc, err := srv.Connect(user)
+		// Each service on a connection of its own, as its own user.
+		nc, err := srv.Connect(user, natsrv.ErrorLog(log.With("service", user)))
 		if err != nil {
 			_ = ln.Close()
 			return err
@@ -111,16 +133,25 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 			_ = ln.Close()
 			return err
 		}
-		for _, name := range missing {
-			log.Warn("crm_without_credentials", "target", name, "detail", "no pusher for this target: its work waits in SYNC_PUSH")
-		}
+		LogMissingCredentials(log, env, missing)
 		m, err := OpenMesh(ctx, nc, user, env, reg, metrics, log)
 		if err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("%s: %w", user, err)
 		}
-		m.Tracing = tracing
+		m.Tracing, m.Waits = tracing, waits
 		meshes[user] = m
+	}
+	// The admin endpoints of the edge write as the admin user.
+	adminNC, err := srv.Connect("admin", natsrv.ErrorLog(log.With("service", "ingest")))
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	conns["admin"] = adminNC
+	if err := meshes["ingest"].UseAdmin(ctx, adminNC); err != nil {
+		_ = ln.Close()
+		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -142,6 +173,79 @@ func RunDev(ctx context.Context, env Env, log *slog.Logger, ready func(DevInfo))
 	}
 	log.Info("dev_stopped")
 	return err
+}
+
+// devSetup runs Setup on the embedded server as the operator, for every
+// target.
+func devSetup(ctx context.Context, srv *natsrv.Server, env Env, log *slog.Logger) error {
+	nc, err := srv.Connect("operator")
+	if err != nil {
+		return err
+	}
+	return setupOn(ctx, nc, env, log)
+}
+
+// startDevNATS starts dev's embedded server, or with env.DevCluster a
+// cluster of natsrv.ClusterSize servers from nats-cluster.conf (the first
+// on env.NATSListen, the others on free ports, stores in
+// <data dir>/nats-<n>), and waits until JetStream has a meta leader.
+func startDevNATS(env Env, log *slog.Logger) ([]*natsrv.Server, error) {
+	base := natsrv.Config{Conf: recordsync.NATSConf, Listen: env.NATSListen, StoreDir: filepath.Join(env.DataDir, "nats"), Profile: env.Profile, Passwords: env.NATSPasswords, Log: log}
+	if env.DevCluster <= 1 {
+		s, err := natsrv.Start(base)
+		if err != nil {
+			return nil, err
+		}
+		return []*natsrv.Server{s}, nil
+	}
+	n := env.DevCluster
+	listens, routes := make([]string, n), make([]string, n)
+	for i := range n {
+		ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("cluster port: %w", err)
+		}
+		listens[i], routes[i] = ln.Addr().String(), "nats-route://"+ln.Addr().String()
+		_ = ln.Close()
+	}
+	pw := map[string]string{} // one password per user on every server
+	for _, u := range natsrv.Users {
+		if pw[u] = env.NATSPasswords[u]; pw[u] == "" {
+			pw[u] = natsrv.RandomSecret()
+		}
+	}
+	servers := make([]*natsrv.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := base
+		cfg.ClusterConf, cfg.Passwords = recordsync.NATSClusterConf, pw
+		cfg.StoreDir = filepath.Join(env.DataDir, fmt.Sprintf("nats-%d", i+1))
+		cfg.Log = log.With("server", fmt.Sprintf("dev-%d", i+1))
+		if i > 0 {
+			cfg.Listen = "127.0.0.1:-1"
+		}
+		cfg.Cluster = natsrv.Cluster{Name: "recordsync-dev", ServerName: fmt.Sprintf("dev-%d", i+1), Listen: listens[i], Routes: routes}
+		wg.Go(func() { servers[i], errs[i] = natsrv.Start(cfg) })
+	}
+	wg.Wait()
+	raw := make([]*server.Server, 0, n)
+	for _, s := range servers {
+		if s != nil {
+			raw = append(raw, s.Server)
+		}
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		err = natsrv.WaitMetaLeader(raw, time.Minute)
+	}
+	if err != nil {
+		for _, s := range raw {
+			s.Shutdown()
+		}
+		return nil, fmt.Errorf("dev cluster: %w", err)
+	}
+	return servers, nil
 }
 
 // devKeys fills missing API keys with keys generated for this session and

@@ -5,13 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,20 +25,32 @@ import (
 
 	"github.com/recordsync/record-sync/app"
 	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/natsrv"
+	"github.com/recordsync/record-sync/shared/openapitest"
 	"github.com/recordsync/record-sync/shared/status"
 )
 
 const (
 	syncKey  = "sync-test-key"
 	adminKey = "admin-test-key"
+	// pusherPassword is the NATS pusher user's, so that a test can run a
+	// pusher process of its own against dev's server, as that user.
+	pusherPassword = "pusher-test-password"
 )
 
 // devStack is a running `recordsync dev` for a test.
 type devStack struct {
 	t    testing.TB
 	info app.DevInfo
-	js   jetstream.JetStream // as the operator
-	kv   jetstream.KeyValue  // sync_status
+	// api checks every answer call reads against the edge's OpenAPI
+	// description.
+	api *openapitest.Checker
+	js  jetstream.JetStream // as the operator
+	kv  jetstream.KeyValue  // sync_status
+	// recent holds dev's last log lines at info level and above (nil
+	// for a stack the test did not start): a wait that times out shows
+	// those naming its record.
+	recent *deniedSeen
 }
 
 // startDev runs dev in-process on free ports with its data in a temporary
@@ -45,6 +61,7 @@ func startDev(t testing.TB, opts ...func(*app.Env)) *devStack {
 		HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", CRMSimAddr: "127.0.0.1:0",
 		DataDir: t.TempDir(), APIKeys: []string{syncKey}, AdminKeys: []string{adminKey},
 		CRMSim: true, Profile: "fast", LogLevel: "warn", DevPushers: 1,
+		NATSPasswords: map[string]string{"pusher": pusherPassword},
 	}
 	env.CRMCredentials = filepath.Join(env.DataDir, "crmsim", "credentials.json")
 	for _, o := range opts {
@@ -60,8 +77,16 @@ func startDev(t testing.TB, opts ...func(*app.Env)) *devStack {
 		log = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})) //nolint:sloglint // formats the lines to measure that, then drops them
 	}
 	if testing.Verbose() {
-		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		level := slog.LevelWarn
+		if os.Getenv("RECORDSYNC_TEST_LOG") == "info" {
+			level = slog.LevelInfo // every status change and CRM request
+		}
+		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
+	// Every service runs as its own NATS user: the server must refuse
+	// none of what they do.
+	denied := &deniedLog{Handler: log.Handler(), seen: &deniedSeen{}}
+	log = slog.New(denied)
 	go func() { done <- app.RunDev(ctx, env, log, func(i app.DevInfo) { ready <- i }) }()
 	var info app.DevInfo
 	select {
@@ -78,16 +103,115 @@ func startDev(t testing.TB, opts ...func(*app.Env)) *devStack {
 		if err := <-done; err != nil {
 			t.Errorf("dev did not stop cleanly: %v", err)
 		}
+		if d := denied.all(); len(d) > 0 {
+			t.Errorf("the NATS server refused a service %d times: %s", len(d), strings.Join(d, "; "))
+		}
 	})
-	return attach(t, info)
+	st := attach(t, info)
+	st.recent = denied.seen
+	return st
+}
+
+// deniedLog passes records on to Handler and keeps those that say the NATS
+// server refused something to a service user: a permissions violation the
+// server logged, or one a service's connection was told of.
+type deniedLog struct {
+	slog.Handler
+	seen *deniedSeen
+}
+
+type deniedSeen struct {
+	mu   sync.Mutex
+	list []string
+	// lines is a ring of the last recentLines log lines; next is where
+	// the next one goes.
+	lines []string
+	next  int
+}
+
+// recentLines is how many of dev's log lines a devStack keeps.
+const recentLines = 20_000
+
+// keep adds a log line to the ring.
+func (d *deniedSeen) keep(line string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.lines) < recentLines {
+		d.lines = append(d.lines, line)
+		return
+	}
+	d.lines[d.next] = line
+	d.next = (d.next + 1) % recentLines
+}
+
+// mentioning returns the kept lines that name id (as a whole word),
+// oldest first.
+func (d *deniedSeen) mentioning(id string) []string {
+	word := regexp.MustCompile(`(^|[^\w-])` + regexp.QuoteMeta(id) + `($|[^\w-])`)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for i := range d.lines {
+		if l := d.lines[(d.next+i)%len(d.lines)]; word.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (d *deniedLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (d *deniedLog) Handle(ctx context.Context, r slog.Record) error {
+	detail := ""
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "detail" || a.Key == "error" {
+			detail += a.Value.String() + " "
+		}
+		return true
+	})
+	if r.Level >= slog.LevelInfo {
+		line := r.Time.Format("15:04:05.000") + " " + r.Message
+		r.Attrs(func(a slog.Attr) bool {
+			line += " " + a.String()
+			return true
+		})
+		d.seen.keep(line)
+	}
+	if r.Message == "nats_permission_denied" || strings.Contains(detail, "Violation") {
+		d.seen.mu.Lock()
+		d.seen.list = append(d.seen.list, r.Message+": "+detail)
+		d.seen.mu.Unlock()
+	}
+	if !d.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d *deniedLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &deniedLog{Handler: d.Handler.WithAttrs(as), seen: d.seen}
+}
+
+func (d *deniedLog) WithGroup(name string) slog.Handler {
+	return &deniedLog{Handler: d.Handler.WithGroup(name), seen: d.seen}
+}
+
+func (d *deniedLog) all() []string {
+	d.seen.mu.Lock()
+	defer d.seen.mu.Unlock()
+	return slices.Clone(d.seen.list)
 }
 
 // attach connects a test to a running dev described by info.
 func attach(t testing.TB, info app.DevInfo) *devStack {
 	t.Helper()
 	s := &devStack{t: t, info: info}
-	nc := s.operator()
+	doc := call(t, "GET", info.HTTPURL+"/openapi-3.0.json", "", nil)
 	var err error
+	if s.api, err = openapitest.New(doc.Raw); err != nil {
+		t.Fatalf("the edge's OpenAPI description: %v", err)
+	}
+	nc := s.operator()
 	if s.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +245,18 @@ func (s *devStack) operator() *nats.Conn {
 	return nc
 }
 
+// connectAs connects to the dev NATS as a service user, with the user's
+// private inbox prefix, as a service process would.
+func (s *devStack) connectAs(user, password string) *nats.Conn {
+	s.t.Helper()
+	nc, err := natsrv.Dial(s.info.NATSURL, "test-"+user, user, password)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(nc.Close)
+	return nc
+}
+
 // response is an HTTP answer with its JSON body decoded.
 type response struct {
 	Status int
@@ -133,10 +269,16 @@ type response struct {
 // a string or []byte.
 func (s *devStack) call(method, path, key string, body any, hdr ...string) response {
 	s.t.Helper()
-	return call(s.t, method, s.info.HTTPURL+path, key, body, hdr...)
+	return callChecked(s.t, s.api, method, s.info.HTTPURL+path, key, body, hdr...)
 }
 
 func call(t testing.TB, method, url, key string, body any, hdr ...string) response {
+	t.Helper()
+	return callChecked(t, nil, method, url, key, body, hdr...)
+}
+
+// callChecked is call, checking the answer against api when not nil.
+func callChecked(t testing.TB, api *openapitest.Checker, method, url, key string, body any, hdr ...string) response {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -171,6 +313,9 @@ func call(t testing.TB, method, url, key string, body any, hdr ...string) respon
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	if api != nil {
+		api.Check(t, req, resp.StatusCode, resp.Header, raw)
+	}
 	out := response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	if len(raw) > 0 && strings.Contains(resp.Header.Get("Content-Type"), "json") {
 		if err := json.Unmarshal(raw, &out.Body); err != nil {
@@ -214,9 +359,55 @@ func (s *devStack) waitFor(recordID, target, what string, ok func(*status.Target
 				return last
 			}
 		case <-ctx.Done():
-			s.t.Fatalf("record %s never reached %s for %s; last: %+v", recordID, what, target, last)
+			s.t.Fatalf("record %s never reached %s for %s; last: %+v%s", recordID, what, target, last, s.story(recordID, target))
 		}
 	}
+}
+
+// story tells what dev logged of a record, and what SYNC_PUSH holds on
+// its record subject for target: what a test that waited in vain shows.
+func (s *devStack) story(recordID, target string) string {
+	var b strings.Builder
+	if s.recent != nil {
+		b.WriteString("\nwhat dev logged of it:")
+		for _, l := range s.recent.mentioning(recordID) {
+			b.WriteString("\n  " + l)
+		}
+		b.WriteString("\nwhat its target's pusher logged of the circuit, rate limits and partitions:")
+		for _, msg := range []string{"circuit_changed", "rate_limited_pause", "fetch_failed", "partition_takeover_failed", "partition_pin_lost", "partition_lost"} {
+			for _, l := range s.recent.mentioning(msg) {
+				if strings.Contains(l, "target="+target+" ") {
+					b.WriteString("\n  " + l)
+				}
+			}
+		}
+	}
+	if r := call(s.t, "GET", s.info.CRMSimURL+"/_sim/"+target+"/stats", "", nil); r.Status == 200 {
+		b.WriteString("\nthe emulated " + target + "'s stats: " + string(r.Raw))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if st, err := s.js.Stream(ctx, mesh.StreamPush); err == nil {
+		if info, err := st.Info(ctx, jetstream.WithSubjectFilter(mesh.SubjectPushAll)); err == nil {
+			fmt.Fprintf(&b, "\n%s: %d messages, first %d, last %d", mesh.StreamPush, info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
+			for subj, n := range info.State.Subjects {
+				if strings.HasPrefix(subj, "sync.push."+target+".") && strings.HasSuffix(subj, "."+status.Key(recordID)) {
+					fmt.Fprintf(&b, "\n  %s: %d", subj, n)
+				}
+			}
+		}
+		for c := range st.ListConsumers(ctx).Info() {
+			if strings.Contains(c.Name, target) && (c.NumPending > 0 || c.NumAckPending > 0) {
+				pinned := ""
+				if len(c.PriorityGroups) > 0 {
+					pinned = c.PriorityGroups[0].PinnedClientID
+				}
+				fmt.Fprintf(&b, "\n  consumer %s: pending %d, ack pending %d, redelivered %d, waiting %d, pinned %q",
+					c.Name, c.NumPending, c.NumAckPending, c.NumRedelivered, c.NumWaiting, pinned)
+			}
+		}
+	}
+	return b.String()
 }
 
 // lastSeq returns the last sequence of a stream: it moves only when
@@ -232,6 +423,13 @@ func (s *devStack) lastSeq(stream string) uint64 {
 		s.t.Fatal(err)
 	}
 	return info.State.LastSeq
+}
+
+// inbound is the sum of the last sequences of the streams events arrive
+// on (SYNC_IN, SYNC_GATHER): it grows with every message stored.
+func (s *devStack) inbound() uint64 {
+	s.t.Helper()
+	return s.lastSeq(mesh.StreamIn) + s.lastSeq(mesh.StreamGather)
 }
 
 // credentials decodes the emulator's credentials.json, as dev wrote it,

@@ -43,6 +43,12 @@ func TestBulkReplayByCode(t *testing.T) {
 	if list.Status != 200 || len(list.Body["letters"].([]any)) != 6 {
 		t.Fatalf("list: %d %s", list.Status, list.Raw)
 	}
+	// target is optional; since takes a duration as the command does.
+	for _, q := range []string{"", "?since=24h", "?since=2000-01-01T00:00:00Z&until=0s"} {
+		if all := s.call("GET", "/v1/sync/dlq"+q, adminKey, nil); all.Status != 200 || len(all.Body["letters"].([]any)) != 7 {
+			t.Fatalf("list%s: %d %s", q, all.Status, all.Raw)
+		}
+	}
 	dry := s.call("POST", "/v1/sync/dlq/replay", adminKey, map[string]any{"target": "hubspot", "code": "INTERNAL_ERROR", "dry_run": true})
 	if dry.Status != 200 || dry.Body["matched"] != 6.0 || dry.Body["requeued"] != 0.0 {
 		t.Fatalf("dry run: %d %s", dry.Status, dry.Raw)
@@ -78,8 +84,19 @@ func TestBulkReplayByCode(t *testing.T) {
 	if r := s.call("GET", "/v1/sync/status/dl-bad", syncKey, nil); !strings.Contains(string(r.Raw), `"state":"failed"`) {
 		t.Fatalf("dl-bad: %s", r.Raw)
 	}
+	// A dry run now says what the replay then does: all skipped.
+	dry = s.call("POST", "/v1/sync/dlq/replay", adminKey, map[string]any{"target": "hubspot", "code": "INTERNAL_ERROR", "dry_run": true})
+	if dry.Body["matched"] != 6.0 || dry.Body["skipped"] != 6.0 {
+		t.Fatalf("dry run after the replay: %s", dry.Raw)
+	}
 	again := s.call("POST", "/v1/sync/dlq/replay", adminKey, map[string]any{"target": "hubspot", "code": "INTERNAL_ERROR"})
 	if again.Body["requeued"] != 0.0 || again.Body["skipped"] != 6.0 {
 		t.Fatalf("second replay: %s", again.Raw)
+	}
+	// The records replayed and synced are no longer listed; dl-bad is.
+	left := s.call("GET", "/v1/sync/dlq", adminKey, nil)
+	letters, _ := left.Body["letters"].([]any)
+	if len(letters) != 1 || letters[0].(map[string]any)["record_id"] != "dl-bad" || letters[0].(map[string]any)["target"] != "hubspot" {
+		t.Fatalf("list after the replay: %s", left.Raw)
 	}
 }

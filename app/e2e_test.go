@@ -22,8 +22,12 @@ func TestRecordEndToEnd(t *testing.T) {
 		t.Fatalf("POST /v1/sync/: %d %s", r.Status, r.Raw)
 	}
 	if r.Body["status"] != "accepted" || r.Body["record_id"] != "c-123" || r.Body["duplicate"] != false ||
-		r.Body["status_url"] != "/v1/sync/status/c-123" || r.Body["event_id"] == "" {
+		!strings.HasPrefix(fmt.Sprint(r.Body["status_url"]), "/v1/sync/status/c-123?accepted=") || r.Body["event_id"] == "" {
 		t.Fatalf("unexpected answer %s", r.Raw)
+	}
+	// The status URL reads accepted (or later) from the moment of the 202.
+	if now := s.call("GET", r.Body["status_url"].(string), syncKey, nil); now.Status != http.StatusOK {
+		t.Fatalf("status URL right after the 202: %d %s", now.Status, now.Raw)
 	}
 	st := s.waitState("c-123", "hubspot", status.StateSynced)
 	if st.CRMID == nil || st.Attempts != 1 || st.LastError != nil {
@@ -56,7 +60,7 @@ func TestRecordEndToEnd(t *testing.T) {
 		t.Fatalf("update: %d %s", r.Status, r.Raw)
 	}
 	s.waitStateOp("c-123", "update")
-	c = s.hubspot("GET", "/crm/v3/objects/contacts/ada@example.com?idProperty=email", nil)
+	c = s.hubspot("GET", "/crm/v3/objects/contacts/ada@example.com?idProperty=email&properties=firstname,jobtitle", nil)
 	if props := c.Body["properties"].(map[string]any); props["jobtitle"] != "Countess" || props["firstname"] != "Ada" {
 		t.Fatalf("updated contact: %s", c.Raw)
 	}
@@ -113,8 +117,8 @@ func TestDuplicateEventProcessedOnce(t *testing.T) {
 	if len(st.History) != 2 {
 		t.Fatalf("history %+v: want one queued and one synced", st.History)
 	}
-	if n := s.lastSeq(mesh.StreamIn); n != 1 {
-		t.Fatalf("SYNC_IN stored %d messages, want 1", n)
+	if in, gathered := s.lastSeq(mesh.StreamIn), s.lastSeq(mesh.StreamGather); in != 0 || gathered != 1 {
+		t.Fatalf("SYNC_IN stored %d messages and SYNC_GATHER %d, want 0 and 1", in, gathered)
 	}
 	stats := s.sim("GET", "/stats", nil)
 	if stats.Body["records_stored"] != 1.0 || stats.Body["requests_by_status"].(map[string]any)["200"] != 1.0 {
@@ -233,19 +237,31 @@ func TestDirectPublishOnSyncIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{`{"record_id":"n 2","operation":"create"}`, `not json`} {
-		if _, err := s.js.Publish(ctx, mesh.SubjectIn, []byte(bad)); err != nil {
+	// What the HTTP edge refuses, the rules service refuses on sync.in,
+	// naming the same field.
+	for _, tt := range []struct{ subject, body, field string }{
+		{mesh.SubjectIn, `{"record_id":"n 2","operation":"create"}`, "body.record_id"},
+		{mesh.SubjectIn, `not json`, "body"},
+		{mesh.SubjectIn, "{\"record_id\":\"n-3\",\"operation\":\"create\",\"data\":{\"email\":\"\xff\xfe\"}}", "body.data.email"},
+		{mesh.SubjectIn, "{\"record_id\":\"n-4\",\"operation\":\"create\",\"data\":{\"email\":\"a@b.co\",\"a\xffb\":\"x\"}}", "body.data"},
+		{mesh.SubjectIn, `{"record_id":"n-5","operation":"create","data":{"email":"a@b.co","a\u0000b":"x"}}`, "body.data"},
+		{mesh.SubjectIn, `{"record_id":"n-6","record_id":"n-7","operation":"delete"}`, "body.record_id"},
+		{mesh.SubjectIn, `{"record_id":"n-8","operation":"delete","occurred_at":"9999-12-31T00:00:00Z"}`, "body.occurred_at"},
+		{mesh.SubjectIn, `{"record_id":"n-9","operation":"delete","occurred_at":"0001-01-01T00:00:00Z"}`, "body.occurred_at"},
+		{mesh.SubjectIn, `{"record_id":"..","operation":"delete"}`, "body.record_id"},
+		{mesh.SubjectIn, `{"record_id":"n-10","operation":"create","data":{"n":1e400}}`, "body.data.n"},
+		{mesh.SubjectInBatch, `{"events":[{"record_id":"n-11","operation":"delete","occurred_at":"9999-12-31T00:00:00Z"}]}`, "body.events[0].occurred_at"},
+	} {
+		if _, err := s.js.Publish(ctx, tt.subject, []byte(tt.body)); err != nil {
 			t.Fatal(err)
 		}
 		m, err := cons.Next(jetstream.FetchMaxWait(30 * time.Second))
 		if err != nil {
 			t.Fatalf("rejected message not kept: %v", err)
 		}
-		if string(m.Data()) != bad || m.Headers().Get(mesh.HeaderReason) == "" {
-			t.Fatalf("rejected %q with reason %q", m.Data(), m.Headers().Get(mesh.HeaderReason))
-		}
-		if bad[0] == '{' && !strings.Contains(m.Headers().Get(mesh.HeaderReason), "body.record_id") {
-			t.Fatalf("reason does not name the field: %q", m.Headers().Get(mesh.HeaderReason))
+		reason := m.Headers().Get(mesh.HeaderReason)
+		if string(m.Data()) != tt.body || !strings.Contains(reason, tt.field) {
+			t.Fatalf("rejected %q with reason %q, want %s named", m.Data(), reason, tt.field)
 		}
 	}
 }
@@ -330,7 +346,7 @@ func TestHealthAndDocs(t *testing.T) {
 
 func TestPreviewEnqueuesNothing(t *testing.T) {
 	s := startDev(t)
-	before := s.lastSeq(mesh.StreamIn)
+	before := s.inbound()
 	r := s.call("POST", "/v1/sync/preview", syncKey, contact("p-1", "P@Example.com", map[string]any{"first_name": "Pat", "do_not_sync": false}))
 	if r.Status != 200 {
 		t.Fatalf("preview: %d %s", r.Status, r.Raw)
@@ -340,7 +356,7 @@ func TestPreviewEnqueuesNothing(t *testing.T) {
 	if hs["decision"].(map[string]any)["action"] != "pass" || hs["identity"] != "p@example.com" || props["firstname"] != "Pat" || props["email"] != "p@example.com" {
 		t.Fatalf("preview: %s", r.Raw)
 	}
-	if s.lastSeq(mesh.StreamIn) != before {
+	if s.inbound() != before {
 		t.Fatal("preview enqueued something")
 	}
 	if r := s.call("GET", "/v1/sync/status/p-1", syncKey, nil); r.Status != 404 {
@@ -485,7 +501,7 @@ func TestThreeTargets(t *testing.T) {
 		}
 	}
 	synced("update")
-	if r := s.hubspot("GET", "/crm/v3/objects/contacts/"+*hs.CRMID, nil); r.Body["properties"].(map[string]any)["jobtitle"] != "CTO" ||
+	if r := s.hubspot("GET", "/crm/v3/objects/contacts/"+*hs.CRMID+"?properties=jobtitle,firstname,lastname,email", nil); r.Body["properties"].(map[string]any)["jobtitle"] != "CTO" ||
 		r.Body["properties"].(map[string]any)["email"] != "tt1@example.com" {
 		t.Fatalf("contact in HubSpot after the update: %s", r.Raw)
 	}

@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/recordsync/record-sync/shared/mesh"
 )
 
 // TestErrorPaths checks every refusal of the HTTP edge: the status, an RFC
@@ -55,7 +53,7 @@ func TestErrorPaths(t *testing.T) {
 			map[string]any{"id": "a", "kind": "teleport"}, map[string]any{"id": "a", "kind": "require"}, map[string]any{"id": "b", "kind": "skip_flag", "targets": []string{"pipedrive"}, "field": "x"}}},
 			status: 422, locations: []string{"body.rules[0].kind", "body.rules[1].id", "body.rules[1].fields", "body.rules[2].targets[0]"}},
 	}
-	before := s.lastSeq(mesh.StreamIn)
+	before := s.inbound()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.call(tt.method, tt.path, tt.key, tt.body, tt.hdr...)
@@ -76,7 +74,7 @@ func TestErrorPaths(t *testing.T) {
 			}
 		})
 	}
-	if after := s.lastSeq(mesh.StreamIn); after != before {
+	if after := s.inbound(); after != before {
 		t.Fatalf("refused requests stored %d messages", after-before)
 	}
 }

@@ -8,16 +8,32 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
-// ServeMetrics serves /metrics (and /healthz) on addr until ctx ends.
-func ServeMetrics(ctx context.Context, addr string, m *telemetry.Metrics) error {
+// ServeMetrics serves /metrics, /healthz and /readyz on addr until ctx
+// ends. /readyz is 503, naming them, while consumers of the process wait
+// for JetStream (waits may be nil).
+func ServeMetrics(ctx context.Context, addr string, m *telemetry.Metrics, waits *mesh.Waits) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		cur := waits.Current()
+		if len(cur) == 0 {
+			_, _ = w.Write([]byte("ready\n"))
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, wt := range cur {
+			_, _ = fmt.Fprintf(w, "consumer %s waits for JetStream since %s: %s\n", wt.Consumer, wt.Since.UTC().Format(time.RFC3339), wt.Reason)
+		}
+	})
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listen: %w", err)
@@ -33,6 +49,40 @@ func ServeMetrics(ctx context.Context, addr string, m *telemetry.Metrics) error 
 		return err
 	}
 	return nil
+}
+
+// ObserveWaits exports waits: recordsync_consumer_waiting (1 while a
+// consumer waits for JetStream, else 0) and recordsync_consumer_waits (how
+// many waits it has had), by consumer.
+func ObserveWaits(metrics *telemetry.Metrics, waits *mesh.Waits) error {
+	meter := metrics.Meter("mesh")
+	waiting, err := meter.Int64ObservableGauge("recordsync_consumer_waiting",
+		metric.WithDescription("1 while a consumer waits for JetStream (no leader, no server, missed heartbeats), by consumer"))
+	if err != nil {
+		return err
+	}
+	total, err := meter.Int64ObservableCounter("recordsync_consumer_waits",
+		metric.WithDescription("Waits for JetStream each consumer has had, by consumer"))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		now := map[string]bool{}
+		for _, w := range waits.Current() {
+			now[w.Consumer] = true
+		}
+		for c, n := range waits.Totals() {
+			at := metric.WithAttributes(attribute.String("consumer", c))
+			o.ObserveInt64(total, n, at)
+			v := int64(0)
+			if now[c] {
+				v = 1
+			}
+			o.ObserveInt64(waiting, v, at)
+		}
+		return nil
+	}, waiting, total)
+	return err
 }
 
 // Tracing returns env.Tracing, or the provider the OTEL_* variables

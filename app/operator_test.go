@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,10 +14,35 @@ import (
 	"github.com/recordsync/record-sync/shared/status"
 )
 
-// TestOperatorCommands performs the NATS operations of the README's
-// "Operating with the nats CLI" commands, as the operator of nats.env, to
+// TestOperatorCommands performs the NATS operations of docs/operators/nats-cli.md,
+// "Operating with the nats CLI", as the operator of nats.env, to
 // keep them true.
 func TestOperatorCommands(t *testing.T) {
+	// The runbook must still list every command this test performs, so
+	// that the page and the test change together.
+	const runbook = "../docs/operators/nats-cli.md"
+	doc, err := os.ReadFile(runbook)
+	if err != nil {
+		t.Fatalf("the nats CLI runbook: %v", err)
+	}
+	for _, cmd := range []string{
+		`nats req sync.in '{"record_id":"c-9","operation":"create","data":{"email":"c9@example.com"}}'`,
+		"nats stream ls",
+		"nats consumer info SYNC_PUSH pusher_hubspot",
+		"nats consumer info SYNC_IN rules",
+		"nats consumer info SYNC_GATHER rules",
+		"nats consumer info SYNC_STATUS status",
+		"nats kv get sync_status ",
+		"nats kv get sync_rules rules --raw",
+		`nats kv put sync_config hubspot '{"batch_size":50}'`,
+		"nats stream get SYNC_REJECTED --last-for sync.rejected",
+		"nats stream subjects SYNC_DLQ",
+	} {
+		if !strings.Contains(string(doc), cmd) {
+			t.Errorf("%s no longer shows %q, which this test performs: change them together", runbook, cmd)
+		}
+	}
+
 	s := startDev(t)
 	ctx := context.Background()
 	nc := s.operator()
@@ -33,13 +59,14 @@ func TestOperatorCommands(t *testing.T) {
 	for name := range s.js.StreamNames(ctx).Name() {
 		names = append(names, name)
 	}
-	for _, want := range []string{mesh.StreamIn, mesh.StreamPush, mesh.StreamStatus, mesh.StreamRejected, mesh.StreamDLQ, mesh.StreamStats} {
+	for _, want := range []string{mesh.StreamIn, mesh.StreamGather, mesh.StreamPush, mesh.StreamStatus, mesh.StreamRejected, mesh.StreamDLQ, mesh.StreamStats} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("stream %s missing from %v", want, names)
 		}
 	}
-	// nats consumer info SYNC_PUSH pusher_hubspot / SYNC_IN rules / SYNC_STATUS status
-	for stream, consumer := range map[string]string{mesh.StreamPush: mesh.ConsumerPusher("hubspot"), mesh.StreamIn: mesh.ConsumerRules, mesh.StreamStatus: mesh.ConsumerStatus} {
+	// nats consumer info SYNC_PUSH pusher_hubspot_0 / SYNC_IN rules / SYNC_GATHER rules / SYNC_STATUS status
+	for stream, consumer := range map[string]string{mesh.StreamPush: mesh.ConsumerPusher("hubspot", 0), mesh.StreamIn: mesh.ConsumerRules,
+		mesh.StreamGather: mesh.ConsumerRules, mesh.StreamStatus: mesh.ConsumerStatus} {
 		c, err := s.js.Consumer(ctx, stream, consumer)
 		if err != nil {
 			t.Fatalf("nats consumer info %s %s: %v", stream, consumer, err)

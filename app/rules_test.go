@@ -124,7 +124,7 @@ func TestStripAndMappingChange(t *testing.T) {
 		t.Fatalf("POST: %d %s", r.Status, r.Raw)
 	}
 	s.waitState("map-1", "hubspot", status.StateSynced)
-	c := s.hubspot("GET", "/crm/v3/objects/contacts/map1@example.com?idProperty=email", nil)
+	c := s.hubspot("GET", "/crm/v3/objects/contacts/map1@example.com?idProperty=email&properties=firstname,lifecyclestage,country,phone", nil)
 	got2 := c.Body["properties"].(map[string]any)
 	if got2["firstname"] != "ADA" || got2["lifecyclestage"] != "customer" || got2["country"] != "GB" || got2["phone"] != nil {
 		t.Fatalf("contact in HubSpot: %s", c.Raw)

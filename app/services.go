@@ -2,14 +2,11 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -18,12 +15,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	recordsync "github.com/recordsync/record-sync"
+	"github.com/recordsync/record-sync/crm"
 	"github.com/recordsync/record-sync/services/ingest"
 	"github.com/recordsync/record-sync/services/pusher"
-	"github.com/recordsync/record-sync/services/pusher/crm"
-	"github.com/recordsync/record-sync/services/pusher/crm/hubspot"
-	"github.com/recordsync/record-sync/services/pusher/crm/outreach"
-	"github.com/recordsync/record-sync/services/pusher/crm/salesforce"
 	rulesvc "github.com/recordsync/record-sync/services/rules"
 	statussvc "github.com/recordsync/record-sync/services/status"
 	"github.com/recordsync/record-sync/shared/config"
@@ -34,87 +28,6 @@ import (
 	"github.com/recordsync/record-sync/shared/status"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
-
-// credentials is the credentials file the emulator writes, and that a
-// deployment can provide the same way (RECORDSYNC_CRM_CREDENTIALS).
-type credentials struct {
-	HubSpot struct {
-		Token        string `json:"token"`
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-		RefreshToken string `json:"refresh_token"`
-	} `json:"hubspot"`
-	Salesforce struct {
-		ConsumerKey string `json:"consumer_key"`
-		Username    string `json:"username"`
-		PrivateKey  string `json:"private_key"`
-		Audience    string `json:"audience"`
-		LoginURL    string `json:"login_url"`
-	} `json:"salesforce"`
-	Outreach struct {
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-		RefreshToken string `json:"refresh_token"`
-	} `json:"outreach"`
-}
-
-// Registry builds the CRM plugins. With needCreds (the pusher), a plugin
-// without credentials is left out and named in the returned list, so its
-// work waits in its stream; the other services register every plugin, as
-// they only use names, limits and schemas.
-func Registry(env Env, needCreds bool) (*crm.Registry, []string, error) {
-	var creds credentials
-	if b, err := os.ReadFile(env.CRMCredentials); err == nil {
-		if err := json.Unmarshal(b, &creds); err != nil {
-			return nil, nil, fmt.Errorf("crm credentials %s: %w", env.CRMCredentials, err)
-		}
-	}
-	if env.HubSpotToken != "" {
-		creds.HubSpot.Token = env.HubSpotToken
-	}
-	timeout := env.CRMTimeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	r := crm.NewRegistry()
-	var missing []string
-	add := func(c crm.CRM, have bool) error {
-		if needCreds && !have {
-			missing = append(missing, c.Name())
-			return nil
-		}
-		return r.Register(c)
-	}
-	// HubSpot: a private app token, or else an OAuth app's refresh token.
-	h := creds.HubSpot
-	var err error
-	if h.Token == "" && h.ClientID != "" && h.RefreshToken != "" {
-		err = add(hubspot.NewOAuth(hubspot.OAuthCredentials{ClientID: h.ClientID, ClientSecret: h.ClientSecret, RefreshToken: h.RefreshToken}, timeout), true)
-	} else {
-		err = add(hubspot.New(h.Token, timeout), h.Token != "")
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	sf := salesforce.Credentials{ConsumerKey: creds.Salesforce.ConsumerKey, Username: creds.Salesforce.Username,
-		Audience: creds.Salesforce.Audience, LoginURL: creds.Salesforce.LoginURL}
-	if creds.Salesforce.PrivateKey != "" {
-		key, err := jwt.ParseRSAPrivateKeyFromPEM([]byte(creds.Salesforce.PrivateKey))
-		if err != nil {
-			return nil, nil, fmt.Errorf("salesforce private key: %w", err)
-		}
-		sf.Key = key
-	}
-	if err := add(salesforce.New(sf, timeout), sf.Key != nil && sf.ConsumerKey != ""); err != nil {
-		return nil, nil, err
-	}
-	o := creds.Outreach
-	if err := add(outreach.New(outreach.Credentials{ClientID: o.ClientID, ClientSecret: o.ClientSecret, RefreshToken: o.RefreshToken}, timeout),
-		o.ClientID != "" && o.RefreshToken != ""); err != nil {
-		return nil, nil, err
-	}
-	return r, missing, nil
-}
 
 // Mesh is what every service shares: its JetStream handle, the stores over
 // the KV buckets, and the CRM registry.
@@ -128,33 +41,60 @@ type Mesh struct {
 	StatusKV jetstream.KeyValue
 	Registry *crm.Registry
 	Log      *slog.Logger
-	// PushAckWait is the pushers' AckWait (pusher.DefaultAckWait when 0).
-	PushAckWait time.Duration
+	// Push is the work partitioning: partition count, the pushers'
+	// AckWait and PinnedTTL.
+	Push mesh.PushOptions
 	// CircuitOpenFor is how long a target's circuit stays open.
 	CircuitOpenFor time.Duration
 	// Metrics is the process's metrics.
 	Metrics *telemetry.Metrics
 	// Tracing is the process's tracer provider (nil: nothing recorded).
 	Tracing trace.TracerProvider
-	service string
+	// Waits are the process's consumers waiting for JetStream (shared by
+	// the services of one process; nil records nothing).
+	Waits *mesh.Waits
+	// OccurredAtMaxFuture and OccurredAtMaxAge bound occurred_at (see
+	// event.Limits).
+	OccurredAtMaxFuture, OccurredAtMaxAge time.Duration
+	service                               string
+	// adminWrites: the stores write through a connection as the admin
+	// user (UseAdmin).
+	adminWrites bool
 }
 
-// OpenMesh creates the streams and buckets if needed and opens the stores.
-// service is the service the connection belongs to; ingest and rules seed
-// the rule set from rules.json when KV holds none (the others may not write
-// it).
+// PublishAckTimeout bounds the wait for JetStream's ack of an
+// asynchronous publish.
+const PublishAckTimeout = 5 * time.Second
+
+// OpenMesh checks that the streams, buckets and consumers service needs
+// exist (`recordsync setup` creates them: a service user may not) and opens
+// the stores. service is the service the connection belongs to; the
+// error of a missing piece names it and says to run setup.
 func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *crm.Registry, metrics *telemetry.Metrics, log *slog.Logger) (*Mesh, error) {
-	js, err := jetstream.New(nc)
+	// An ack lost with a server (its request sent, the server gone before
+	// it answered) fails the publish after PublishAckTimeout rather than
+	// at the end of whatever deadline the caller's context has: the caller
+	// then retries, through a server that answers.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishAckTimeout))
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := mesh.Ensure(ctx, js, mesh.Options{StatusTTL: env.StatusTTL}); err != nil {
+	need, err := mesh.Needs(service, reg.Names(), MeshOptions(env))
+	if err != nil {
 		return nil, err
 	}
-	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, PushAckWait: env.PushAckWait, CircuitOpenFor: env.CircuitOpenFor, Metrics: metrics, service: service}
-	defaults, err := config.LoadDefaults(env.CRMSimAddr)
+	push, err := env.Push()
+	if err != nil {
+		return nil, err
+	}
+	if err := mesh.Check(ctx, js, need); err != nil {
+		return nil, fmt.Errorf("%s: %w", service, err)
+	}
+	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, Push: push, CircuitOpenFor: env.CircuitOpenFor, Metrics: metrics, service: service,
+		OccurredAtMaxFuture: env.OccurredAtMaxFuture, OccurredAtMaxAge: env.OccurredAtMaxAge}
+	defaults, err := config.LoadDefaults(env.CRMSimAddr, reg.Defaults(), reg.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -170,16 +110,11 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", mesh.BucketRules, err)
 	}
-	seed, err := rules.Parse(recordsync.RulesJSON, reg.Names())
+	seed, err := rules.Parse(recordsync.RulesJSON, reg.Targets())
 	if err != nil {
 		return nil, fmt.Errorf("rules.json: %w", err)
 	}
-	if service == "ingest" || service == "rules" {
-		if err := rules.Seed(ctx, rulesKV, recordsync.RulesJSON); err != nil {
-			return nil, err
-		}
-	}
-	m.Rules = rules.NewStore(rulesKV, seed, reg.Names(), log)
+	m.Rules = rules.NewStore(rulesKV, seed, reg.Targets(), log)
 	if m.Mappings, err = mapping.NewStore(rulesKV, reg.Schemas(), log); err != nil {
 		return nil, err
 	}
@@ -191,7 +126,33 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 	if err := m.observeProblems(); err != nil {
 		return nil, err
 	}
+	go watchJetStream(nc, js, log.With("service", service))
 	return m, nil
+}
+
+// UseAdmin makes the rules, mappings and config stores write through nc, a
+// connection as the admin NATS user (the ingest user may not write them):
+// the HTTP edge's admin endpoints then change them.
+func (m *Mesh) UseAdmin(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cfgKV, err := js.KeyValue(ctx, mesh.BucketConfig)
+	if err != nil {
+		return fmt.Errorf("open %s as admin: %w", mesh.BucketConfig, err)
+	}
+	rulesKV, err := js.KeyValue(ctx, mesh.BucketRules)
+	if err != nil {
+		return fmt.Errorf("open %s as admin: %w", mesh.BucketRules, err)
+	}
+	m.Configs.UseWriter(cfgKV)
+	m.Rules.UseWriter(rulesKV)
+	m.Mappings.UseWriter(rulesKV)
+	m.adminWrites = true
+	return nil
 }
 
 // observeProblems exports, per service, how many stored rule sets,
@@ -235,7 +196,9 @@ func (m *Mesh) watch(ctx context.Context, g *errgroup.Group) error {
 }
 
 func (m *Mesh) limits() event.Limits {
-	return event.DefaultLimits(m.Registry.Names())
+	lim := event.DefaultLimits(m.Registry.Targets())
+	lim.MaxFuture, lim.MaxAge = m.OccurredAtMaxFuture, m.OccurredAtMaxAge
+	return lim
 }
 
 // RunIngest runs the HTTP edge on ln (env.HTTPAddr when nil) until ctx
@@ -251,9 +214,13 @@ func RunIngest(ctx context.Context, m *Mesh, env Env, ln net.Listener, serving f
 		closeLn()
 		return err
 	}
-	svc, err := ingest.New(ingest.Config{Addr: env.HTTPAddr, APIKeys: env.APIKeys, AdminKeys: env.AdminKeys, Limits: m.limits()},
+	if !m.adminWrites {
+		m.Log.Warn("admin_read_only", "detail", "no admin NATS user: rules, mappings and config cannot be changed through this edge (RECORDSYNC_NATS_ADMIN_PASSWORD)")
+	}
+	svc, err := ingest.New(ingest.Config{Addr: env.HTTPAddr, APIKeys: env.APIKeys, AdminKeys: env.AdminKeys, Limits: m.limits(), AdminReadOnly: !m.adminWrites,
+		GatherOff: env.GatherOff, GatherWait: env.GatherWait},
 		ingest.Deps{NC: m.NC, JS: m.JS, Configs: m.Configs, Rules: m.Rules, Mappings: m.Mappings, Status: m.Status, Registry: m.Registry,
-			Meter: m.Metrics.Meter("ingest"), Metrics: m.Metrics.Handler(), Tracing: m.Tracing, LogLevel: env.Level}, m.Log.With("service", "ingest"))
+			Meter: m.Metrics.Meter("ingest"), Metrics: m.Metrics.Handler(), Tracing: m.Tracing, LogLevel: env.Level, Waits: m.Waits}, m.Log.With("service", "ingest"))
 	if err != nil {
 		closeLn()
 		return err
@@ -276,7 +243,8 @@ func RunRules(ctx context.Context, m *Mesh) error {
 	if err := m.watch(ctx, g); err != nil {
 		return err
 	}
-	svc, err := rulesvc.New(m.JS, m.Rules, rulesvc.Config{Limits: m.limits(), DefaultTargets: m.Configs.DefaultTargets(), Meter: m.Metrics.Meter("rules"), Tracing: m.Tracing}, m.Log.With("service", "rules"))
+	svc, err := rulesvc.New(m.JS, m.Rules, rulesvc.Config{Limits: m.limits(), DefaultTargets: m.Configs.DefaultTargets(),
+		Partitions: m.Push.Partitions, Targets: m.Registry.Names(), Meter: m.Metrics.Meter("rules"), Tracing: m.Tracing, Waits: m.Waits}, m.Log.With("service", "rules"))
 	if err != nil {
 		return err
 	}
@@ -292,9 +260,13 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 	}
 	log := m.Log.With("service", "pusher")
 	for _, name := range m.Registry.Names() {
+		// The api_host this pusher calls is the one every process reports.
+		if err := m.Configs.AnnounceAPIHost(ctx, name); err != nil {
+			return err
+		}
 		c, _ := m.Registry.Get(name)
 		w, err := pusher.NewWorker(m.JS, c, m.Configs, m.Mappings, m.Status,
-			pusher.Options{AckWait: m.PushAckWait, OpenFor: m.CircuitOpenFor, Meter: m.Metrics.Meter("pusher"), Tracing: m.Tracing}, log)
+			pusher.Options{Push: m.Push, OpenFor: m.CircuitOpenFor, Meter: m.Metrics.Meter("pusher"), Tracing: m.Tracing, Waits: m.Waits}, log)
 		if err != nil {
 			return err
 		}
@@ -305,7 +277,7 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 
 // RunStatus runs the status service until ctx ends.
 func RunStatus(ctx context.Context, m *Mesh) error {
-	svc, err := statussvc.New(m.JS, m.StatusKV, statussvc.Config{Meter: m.Metrics.Meter("status")}, m.Log.With("service", "status"))
+	svc, err := statussvc.New(m.JS, m.StatusKV, statussvc.Config{Meter: m.Metrics.Meter("status"), Waits: m.Waits}, m.Log.With("service", "status"))
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,14 @@ package crmsim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -22,11 +25,106 @@ type CRM interface {
 	Register(mux *http.ServeMux, prefix string)
 	// Stored is how many records the CRM holds.
 	Stored() int
-	// Reset drops every stored record.
-	Reset()
+	// Reset drops every stored record, from its data dir too.
+	Reset() error
 	// Credentials are what a client needs to authenticate, as written to
 	// credentials.json.
 	Credentials() any
+	// Close writes out and closes the CRM's records file, if it has one.
+	Close() error
+}
+
+// Factory builds one emulated CRM: the emulator server is built from a
+// list of them (see Open), so that adding a CRM to the emulator is one
+// package that exports a Factory and one line in that list.
+type Factory struct {
+	// Name is the CRM's target name and URL prefix ("hubspot").
+	Name string
+	// New returns the CRM that accepts creds (the CRM's entry of
+	// credentials.json; nil or incomplete: it makes new sandbox
+	// credentials, or completes them) and keeps its records under dir
+	// ("": in memory only).
+	New func(creds json.RawMessage, dir string) (CRM, error)
+}
+
+// Validate reports a factory that cannot build a CRM.
+func (f Factory) Validate() error {
+	switch {
+	case f.Name == "" || strings.ContainsAny(f.Name, "/ "):
+		return fmt.Errorf("crmsim factory: name %q must be one path segment", f.Name)
+	case f.New == nil:
+		return fmt.Errorf("crmsim factory %s: New is nil", f.Name)
+	}
+	return nil
+}
+
+// Open builds one CRM from each factory, with the sandbox credentials of
+// <dir>/credentials.json (new ones for a CRM that has none, written back)
+// and its records kept in <dir>/<name>.jsonl; dir "" keeps everything in
+// memory and writes nothing. Duplicate names are an error.
+func Open(dir string, factories ...Factory) (*Server, error) {
+	stored := map[string]json.RawMessage{}
+	if dir != "" {
+		b, err := os.ReadFile(filepath.Join(dir, "credentials.json"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("crmsim credentials: %w", err)
+		}
+		if err == nil && json.Unmarshal(b, &stored) != nil {
+			stored = map[string]json.RawMessage{} // a damaged file is replaced
+		}
+	}
+	crms := make([]CRM, 0, len(factories))
+	closeAll := func() {
+		for _, c := range crms {
+			_ = c.Close()
+		}
+	}
+	for _, f := range factories {
+		if err := f.Validate(); err != nil {
+			closeAll()
+			return nil, err
+		}
+		c, err := f.New(stored[f.Name], dir)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("crmsim %s: %w", f.Name, err)
+		}
+		crms = append(crms, c)
+	}
+	s, err := NewServer(crms...)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if dir != "" {
+		if _, err := s.WriteCredentials(dir); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Close closes every CRM's records file.
+func (s *Server) Close() error {
+	var errs []error
+	for _, c := range s.crms {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Names returns the CRMs served, sorted.
+func (s *Server) Names() []string {
+	return slices.Sorted(maps.Keys(s.crms))
+}
+
+// RecordsPath is where a CRM named name keeps its records under dir.
+func RecordsPath(dir, name string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, name+".jsonl")
 }
 
 // Server serves every CRM under its prefix and the /_sim/ controls.
@@ -49,6 +147,7 @@ func NewServer(crms ...CRM) (*Server, error) {
 	s.mux.HandleFunc("GET /_sim/{crm}/faults", s.getFaults)
 	s.mux.HandleFunc("GET /_sim/{crm}/stats", s.stats)
 	s.mux.HandleFunc("POST /_sim/{crm}/reset", s.reset)
+	s.mux.HandleFunc("GET /_sim/{crm}/history", s.history)
 	return s, nil
 }
 
@@ -119,9 +218,31 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// history answers GET /_sim/{crm}/history?identity=: the writes applied to
+// one record identity, in order, with the values each carried.
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.crm(w, r)
+	if !ok {
+		return
+	}
+	id := r.URL.Query().Get("identity")
+	if id == "" {
+		http.Error(w, "history: the query parameter identity is required", http.StatusBadRequest)
+		return
+	}
+	writes := c.Sim().History(id)
+	if len(writes) == 0 {
+		writes = c.Sim().History(strings.ToLower(id)) // HubSpot keys emails in lower case
+	}
+	WriteJSON(w, http.StatusOK, "application/json", map[string]any{"identity": id, "writes": writes})
+}
+
 func (s *Server) reset(w http.ResponseWriter, r *http.Request) {
 	if c, ok := s.crm(w, r); ok {
-		c.Reset()
+		if err := c.Reset(); err != nil {
+			http.Error(w, "reset: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		c.Sim().Reset()
 		w.WriteHeader(http.StatusNoContent)
 	}

@@ -70,7 +70,29 @@ type Sim struct {
 	byStatus    map[int]int
 	duplicates  int
 	rng         *rand.Rand
+	history     map[string][]Write
+	writes      int64
 }
+
+// Write is one write the CRM applied to a record identity, as GET
+// /_sim/{crm}/history lists them: in the order applied.
+type Write struct {
+	// Seq orders every write of the CRM.
+	Seq int64     `json:"seq"`
+	At  time.Time `json:"at"`
+	// Op is the API operation: upsert, create, update or archive.
+	Op string `json:"op"`
+	// ID is the CRM's id of the record written.
+	ID string `json:"id"`
+	// Values are the fields the write carried.
+	Values map[string]any `json:"values,omitempty"`
+}
+
+// History bounds: writes kept per identity (the latest), and identities.
+const (
+	MaxHistoryPerIdentity = 1000
+	MaxHistoryIdentities  = 1_000_000
+)
 
 // NewSim returns the state of a CRM whose own quota is limit requests per
 // window.
@@ -85,6 +107,7 @@ func (s *Sim) resetLocked() {
 	s.windowStart = time.Time{}
 	s.inWindow, s.maxInWindow, s.duplicates, s.maxInFlight, s.conns = 0, 0, 0, s.inFlight, 0
 	s.byStatus = map[int]int{}
+	s.history, s.writes = map[string][]Write{}, 0
 	s.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 }
 
@@ -226,6 +249,35 @@ func (s *Sim) Duplicate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.duplicates++
+}
+
+// Wrote records a write the CRM applied to identity (the key the CRM
+// knows the record by: HubSpot's email, Salesforce's external id). values
+// are copied.
+func (s *Sim) Wrote(identity, op, id string, values map[string]any) {
+	cp := make(map[string]any, len(values))
+	for k, v := range values {
+		cp[k] = v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.history[identity]
+	if !ok && len(s.history) >= MaxHistoryIdentities {
+		return
+	}
+	s.writes++
+	h = append(h, Write{Seq: s.writes, At: time.Now().UTC(), Op: op, ID: id, Values: cp})
+	if len(h) > MaxHistoryPerIdentity {
+		h = h[len(h)-MaxHistoryPerIdentity:]
+	}
+	s.history[identity] = h
+}
+
+// History returns the writes applied to identity, oldest first.
+func (s *Sim) History(identity string) []Write {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Write{}, s.history[identity]...)
 }
 
 // Stats returns the counters; stored is the CRM's record count.

@@ -1,7 +1,9 @@
 // Command recordsync runs record-sync: `dev` runs everything in one process
 // with an embedded NATS server and the CRM emulator; `ingest`, `rules`,
 // `pusher` and `status` run one service each against an external NATS;
-// `crmsim` runs the CRM emulator alone.
+// `setup` creates what they need there; `crmsim` runs the CRM emulator
+// alone; `dlq` lists and replays dead
+// letters; `version` and `help` explain the binary itself.
 package main
 
 import (
@@ -15,55 +17,94 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/recordsync/record-sync/app"
 	"github.com/recordsync/record-sync/shared/logging"
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/natsrv"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
-const usage = `usage: recordsync <command> [flags]
-
-commands:
-  dev      everything in one process: embedded NATS, the four services, the CRM emulator
-  ingest   the HTTP edge, against --nats-url
-  rules    the rules service, against --nats-url
-  pusher   the pushers of every target, against --nats-url
-  status   the status service, against --nats-url
-  crmsim   the CRM emulator alone
-  dlq      list or replay dead letters: dlq list|replay --target T [--code C] [--since 24h] [--dry-run]
-
-Settings come from RECORDSYNC_* environment variables (see README); flags override them.
-`
-
 func main() {
 	app.TuneGC()
 	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
+		printUsage(os.Stderr)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1], os.Args[2:], os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1], os.Args[2:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "recordsync:", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	env := app.LoadEnvFromOS()
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&env.NATSURL, "nats-url", env.NATSURL, "NATS server URL (RECORDSYNC_NATS_URL)")
-	fs.StringVar(&env.HTTPAddr, "http-addr", env.HTTPAddr, "HTTP listen address (RECORDSYNC_HTTP_ADDR)")
-	fs.StringVar(&env.DataDir, "data-dir", env.DataDir, "data directory (RECORDSYNC_DATA_DIR)")
-	fs.StringVar(&env.Profile, "profile", env.Profile, "durability profile of the embedded server: fast or durable (RECORDSYNC_PROFILE)")
-	fs.StringVar(&env.CRMSimAddr, "crmsim-addr", env.CRMSimAddr, "CRM emulator address (RECORDSYNC_CRMSIM_ADDR)")
-	if err := fs.Parse(args); err != nil {
+// usageError is a command line that names no known command or a bad flag.
+type usageError struct{ error }
+
+func run(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 {
+			if c, ok := lookup(args[0]); ok {
+				printHelp(stdout, c)
+				return nil
+			}
+			printUsage(stderr)
+			return usageError{fmt.Errorf("help: unknown command %q", args[0])}
+		}
+		printUsage(stdout)
+		return nil
+	case "version", "-version", "--version":
+		_, err := fmt.Fprint(stdout, versionText())
 		return err
 	}
+	c, ok := lookup(cmd)
+	if !ok {
+		printUsage(stderr)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+	env, envErr := app.LoadEnv(getenv)
+	envErr = app.ErrorsFor(envErr, cmd)
+	if cmd == "verify" { // a client of the HTTP edge: its flags are its own
+		if envErr != nil {
+			return envErr
+		}
+		return app.RunVerify(ctx, env, args, stdout, stderr)
+	}
+	fs := c.flagSet(&env)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout, c)
+			return err
+		}
+		return usageError{fmt.Errorf("%w (recordsync %s --help lists its flags)", err, cmd)}
+	}
+	if cmd == "dlq" {
+		// dlq's verb and its own flags follow; --help after the verb is
+		// answered there, before anything connects.
+		if envErr != nil {
+			return envErr
+		}
+		return app.RunDLQ(ctx, env, fs.Args(), stdout, stderr)
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("%s takes no arguments, got %q (recordsync %s --help)", cmd, fs.Args(), cmd)}
+	}
+	if err := errors.Join(envErr, env.Validate(cmd)); err != nil {
+		return fmt.Errorf("%s: the settings are not valid (recordsync %s --help lists them):\n%w", cmd, cmd, err)
+	}
+
 	out, closeLog, err := logging.Open(stdout, env.LogFile)
 	if err != nil {
 		return err
@@ -72,47 +113,46 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	log, level := logging.New(out, env.LogLevel)
 	env.Level = level
 	log = log.With("command", cmd)
-	if cmd != "dlq" {
-		log.Info("starting", "config", env.String())
-	}
+	log.Info("starting", "version", version().Version, "config", env.String())
+	limit, from := app.SetMemoryLimit(env.MemoryLimit)
+	log.Info("memory_limit", "bytes", limit, "from", from)
 
 	switch cmd {
 	case "dev":
 		return app.RunDev(ctx, env, log, func(i app.DevInfo) { printDev(stderr, i) })
 	case "crmsim":
 		return app.RunCRMSim(ctx, env, log)
-	case "dlq":
-		return app.RunDLQ(ctx, env, fs.Args(), stdout, stderr)
-	case "ingest", "rules", "pusher", "status":
+	case "setup":
+		return app.RunSetup(ctx, env, log)
+	default:
 		return runService(ctx, cmd, env, log)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
 }
 
 // runService runs one service against an external NATS server.
 func runService(ctx context.Context, name string, env app.Env, log *slog.Logger) error {
-	if env.NATSURL == "" {
-		return errors.New("--nats-url (RECORDSYNC_NATS_URL) is required outside dev")
-	}
 	user := env.NATSUser
 	if user == "" {
 		user = name
 	}
-	nc, err := natsrv.Dial(env.NATSURL, name, user, env.NATSPassword)
+	nc, err := natsrv.Dial(env.NATSURL, name, user, env.NATSPassword, natsrv.ErrorLog(log))
 	if err != nil {
 		return err
 	}
 	defer func() { _ = nc.Drain() }()
+	var adminNC *nats.Conn // the edge's admin endpoints write as the admin user
+	if p := env.NATSPasswords["admin"]; name == "ingest" && p != "" {
+		if adminNC, err = natsrv.Dial(env.NATSURL, "ingest-admin", "admin", p, natsrv.ErrorLog(log)); err != nil {
+			return fmt.Errorf("admin connection (RECORDSYNC_NATS_ADMIN_PASSWORD): %w", err)
+		}
+		defer func() { _ = adminNC.Drain() }()
+	}
 	reg, missing, err := app.Registry(env, name == "pusher")
 	if err != nil {
 		return err
 	}
-	for _, t := range missing {
-		log.Warn("crm_without_credentials", "target", t, "detail", "no pusher for this target: its work waits in SYNC_PUSH")
+	if name == "pusher" {
+		app.LogMissingCredentials(log, env, missing)
 	}
 	metrics, err := telemetry.NewMetrics()
 	if err != nil {
@@ -122,25 +162,30 @@ func runService(ctx context.Context, name string, env app.Env, log *slog.Logger)
 	if err != nil {
 		return err
 	}
+	if adminNC != nil {
+		if err := m.UseAdmin(ctx, adminNC); err != nil {
+			return err
+		}
+	}
 	tracing, stopTracing, err := app.Tracing(ctx, env, name)
 	if err != nil {
 		return err
 	}
 	defer stopTracing()
-	m.Tracing = tracing
+	m.Tracing, m.Waits = tracing, mesh.NewWaits()
+	if err := app.ObserveWaits(metrics, m.Waits); err != nil {
+		return err
+	}
 	if name != "ingest" && env.MetricsAddr != "" {
 		// The HTTP edge serves /metrics itself; the others on their own port.
 		go func() {
-			if err := app.ServeMetrics(ctx, env.MetricsAddr, metrics); err != nil {
+			if err := app.ServeMetrics(ctx, env.MetricsAddr, metrics, m.Waits); err != nil {
 				log.Error("metrics_server_failed", "error", err.Error())
 			}
 		}()
 	}
 	switch name {
 	case "ingest":
-		if len(env.APIKeys) == 0 && len(env.AdminKeys) == 0 {
-			return errors.New("no API keys: set RECORDSYNC_API_KEYS and RECORDSYNC_ADMIN_KEYS")
-		}
 		return app.RunIngest(ctx, m, env, nil, func() { log.Info("http_listening", "addr", env.HTTPAddr) })
 	case "rules":
 		return app.RunRules(ctx, m)

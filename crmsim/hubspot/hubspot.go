@@ -6,6 +6,7 @@ package hubspot
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"mime"
@@ -35,12 +36,13 @@ var knownProperties = map[string]bool{
 	"state": true, "zip": true, "country": true, "lifecyclestage": true, "hs_lead_status": true,
 }
 
+// contact is one stored contact, as kept in the records file.
 type contact struct {
-	ID         string
-	Properties map[string]string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	Archived   bool
+	ID         string            `json:"id"`
+	Properties map[string]string `json:"properties"`
+	CreatedAt  time.Time         `json:"createdAt"`
+	UpdatedAt  time.Time         `json:"updatedAt"`
+	Archived   bool              `json:"archived,omitempty"`
 }
 
 // Credentials are the private app token and, for the OAuth alternative,
@@ -69,15 +71,60 @@ type CRM struct {
 	byEmail map[string]string
 	nextID  int
 	live    int // contacts not archived
+	journal *crmsim.Journal[contact]
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
 
-// New returns an empty HubSpot accepting token.
+// Factory builds the emulated HubSpot for crmsim.Open: its contacts are
+// kept in <dir>/hubspot.jsonl.
+func Factory() crmsim.Factory {
+	return crmsim.Factory{Name: "hubspot", New: func(raw json.RawMessage, dir string) (crmsim.CRM, error) {
+		var creds Credentials
+		if len(raw) > 0 {
+			_ = json.Unmarshal(raw, &creds) // a damaged entry is replaced
+		}
+		if fresh := NewCredentials(); creds.Token == "" {
+			creds = fresh
+		} else if creds.RefreshToken == "" { // a file from before the OAuth alternative
+			creds.OAuthClient = fresh.OAuthClient
+		}
+		return Open(creds, crmsim.RecordsPath(dir, "hubspot"))
+	}}
+}
+
+// New returns an empty HubSpot, in memory only, accepting creds.
 func New(creds Credentials) *CRM {
-	c := &CRM{sim: crmsim.NewSim(defaultLimit, defaultWindow), creds: creds, tokens: crmsim.NewTokens(accessTokenTTL)}
-	c.Reset()
+	c, _ := Open(creds, "") // without a file, nothing can fail
 	return c
+}
+
+// Open returns the HubSpot accepting creds that keeps its contacts in the
+// file at path ("": in memory only), with the contacts it holds.
+func Open(creds Credentials, path string) (*CRM, error) {
+	c := &CRM{sim: crmsim.NewSim(defaultLimit, defaultWindow), creds: creds, tokens: crmsim.NewTokens(accessTokenTTL)}
+	c.clear()
+	if path == "" {
+		return c, nil
+	}
+	j, stored, err := crmsim.OpenJournal[contact](path)
+	if err != nil {
+		return nil, fmt.Errorf("hubspot: %w", err)
+	}
+	c.journal = j
+	for id, ct := range stored {
+		c.byID[id] = &ct
+		if n, err := strconv.Atoi(id); err == nil {
+			c.nextID = max(c.nextID, n+1)
+		}
+		if !ct.Archived {
+			c.live++
+			if e := ct.Properties["email"]; e != "" {
+				c.byEmail[e] = id
+			}
+		}
+	}
+	return c, nil
 }
 
 // Name implements crmsim.CRM.
@@ -93,11 +140,49 @@ func (c *CRM) Credentials() any { return c.creds }
 // minutes passing would.
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
-// Reset implements crmsim.CRM.
-func (c *CRM) Reset() {
+func (c *CRM) clear() {
+	c.byID, c.byEmail, c.nextID, c.live = map[string]*contact{}, map[string]string{}, 1001, 0
+}
+
+// Reset implements crmsim.CRM: the contacts and their file are emptied.
+func (c *CRM) Reset() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.byID, c.byEmail, c.nextID, c.live = map[string]*contact{}, map[string]string{}, 1001, 0
+	c.clear()
+	return c.journal.Reset()
+}
+
+// Close implements crmsim.CRM.
+func (c *CRM) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.journal.Close()
+}
+
+// saveLocked records ct's new state for the records file.
+func (c *CRM) saveLocked(ct *contact) { c.journal.Put(ct.ID, *ct) }
+
+// commitLocked writes the changes of a request to the records file.
+func (c *CRM) commitLocked() error {
+	return c.journal.Commit(len(c.byID), func(yield func(string, contact) bool) {
+		for id, ct := range c.byID {
+			if !yield(id, *ct) {
+				return
+			}
+		}
+	})
+}
+
+// unlockAnswer commits the request's changes, unlocks, and answers v, or
+// the failure to keep the contacts.
+func (c *CRM) unlockAnswer(w http.ResponseWriter, r *http.Request, timeout bool, status int, v any) {
+	err := c.commitLocked()
+	c.mu.Unlock()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "INTERNAL_ERROR", "the emulator could not keep its contacts: "+err.Error())
+		return
+	}
+	crmsim.Answer(w, r, timeout, status, "application/json;charset=utf-8", v)
 }
 
 // Stored implements crmsim.CRM: contacts not archived.
@@ -117,6 +202,8 @@ func (c *CRM) Register(mux *http.ServeMux, prefix string) {
 	mux.Handle("POST "+base+"/batch/update", c.guard(c.batchUpdate))
 	mux.Handle("POST "+base+"/batch/archive", c.guard(c.batchArchive))
 	mux.Handle("POST "+base+"/batch/read", c.guard(c.batchRead))
+	mux.Handle("POST "+base+"/batch/create", c.guard(c.batchCreate))
+	mux.Handle("POST "+base+"/search", c.guard(c.search))
 	mux.Handle("POST "+base, c.guard(c.create))
 	mux.Handle("GET "+base, c.guard(c.list))
 	mux.Handle("GET "+base+"/{id}", c.guard(c.get))
@@ -205,9 +292,10 @@ func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool,
 }
 
 type input struct {
-	ID         string            `json:"id,omitempty"`
-	IDProperty string            `json:"idProperty,omitempty"`
-	Properties map[string]string `json:"properties,omitempty"`
+	ID                 string            `json:"id,omitempty"`
+	IDProperty         string            `json:"idProperty,omitempty"`
+	Properties         map[string]string `json:"properties,omitempty"`
+	ObjectWriteTraceID string            `json:"objectWriteTraceId,omitempty"`
 }
 
 type batchRequest struct {
@@ -217,12 +305,13 @@ type batchRequest struct {
 }
 
 type objectJSON struct {
-	ID         string            `json:"id"`
-	Properties map[string]string `json:"properties"`
-	CreatedAt  time.Time         `json:"createdAt"`
-	UpdatedAt  time.Time         `json:"updatedAt"`
-	Archived   bool              `json:"archived"`
-	New        *bool             `json:"new,omitempty"`
+	ID         string         `json:"id"`
+	Properties map[string]any `json:"properties"`
+	CreatedAt  time.Time      `json:"createdAt"`
+	UpdatedAt  time.Time      `json:"updatedAt"`
+	Archived   bool           `json:"archived"`
+	ArchivedAt *time.Time     `json:"archivedAt,omitempty"`
+	New        *bool          `json:"new,omitempty"`
 }
 
 type batchResponse struct {
@@ -235,12 +324,51 @@ type batchResponse struct {
 	CompletedAt time.Time    `json:"completedAt"`
 }
 
-func (ct *contact) json(isNew *bool) objectJSON {
-	props := maps.Clone(ct.Properties)
-	props["hs_object_id"] = ct.ID
-	props["createdate"] = ct.CreatedAt.Format(time.RFC3339Nano)
-	props["lastmodifieddate"] = ct.UpdatedAt.Format(time.RFC3339Nano)
-	return objectJSON{ID: ct.ID, Properties: props, CreatedAt: ct.CreatedAt, UpdatedAt: ct.UpdatedAt, Archived: ct.Archived, New: isNew}
+// defaultProperties are the properties a read returns when it names none.
+var defaultProperties = []string{"email", "firstname", "lastname"}
+
+// property returns a contact's property, the ones HubSpot computes
+// included, and whether it has a value.
+func (ct *contact) property(name string) (string, bool) {
+	switch name {
+	case "hs_object_id":
+		return ct.ID, true
+	case "createdate":
+		return ct.CreatedAt.Format(time.RFC3339Nano), true
+	case "lastmodifieddate":
+		return ct.UpdatedAt.Format(time.RFC3339Nano), true
+	}
+	v, ok := ct.Properties[name]
+	return v, ok
+}
+
+// json renders ct with the properties named (every one it has when props
+// is nil, as write answers do), and always the three HubSpot sets.
+func (ct *contact) json(isNew *bool, props []string) objectJSON {
+	var out map[string]any
+	if props == nil {
+		out = make(map[string]any, len(ct.Properties)+3)
+		for k, v := range ct.Properties {
+			out[k] = v
+		}
+	} else {
+		out = make(map[string]any, len(props)+3)
+		for _, p := range props {
+			if v, ok := ct.property(p); ok {
+				out[p] = v
+			} else {
+				out[p] = nil // a property asked for without a value reads as null
+			}
+		}
+	}
+	for _, p := range []string{"hs_object_id", "createdate", "lastmodifieddate"} {
+		out[p], _ = ct.property(p)
+	}
+	o := objectJSON{ID: ct.ID, Properties: out, CreatedAt: ct.CreatedAt, UpdatedAt: ct.UpdatedAt, Archived: ct.Archived, New: isNew}
+	if ct.Archived {
+		o.ArchivedAt = &ct.UpdatedAt
+	}
+	return o
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -330,22 +458,22 @@ func (c *CRM) batchUpsert(w http.ResponseWriter, r *http.Request, timeout bool, 
 			continue
 		}
 		ct, isNew := c.upsertLocked(in)
-		resp.Results = append(resp.Results, ct.json(&isNew))
+		c.wrote(ct, "upsert", in.Properties)
+		resp.Results = append(resp.Results, ct.json(&isNew, nil))
 	}
-	c.mu.Unlock()
-	answerBatch(w, r, timeout, resp)
+	c.answerBatch(w, r, timeout, http.StatusOK, resp)
 }
 
-// answerBatch sends a batch answer: 200, or 207 with numErrors when some
-// inputs failed.
-func answerBatch(w http.ResponseWriter, r *http.Request, timeout bool, resp batchResponse) {
+// answerBatch commits, unlocks and sends a batch answer: ok, or 207 with
+// numErrors when some inputs failed.
+func (c *CRM) answerBatch(w http.ResponseWriter, r *http.Request, timeout bool, ok int, resp batchResponse) {
 	resp.CompletedAt = time.Now().UTC()
-	status := http.StatusOK
+	status := ok
 	if len(resp.Errors) > 0 {
 		status = http.StatusMultiStatus
 		resp.NumErrors = len(resp.Errors)
 	}
-	crmsim.Answer(w, r, timeout, status, "application/json;charset=utf-8", resp)
+	c.unlockAnswer(w, r, timeout, status, resp)
 }
 
 // temporaryFailure is a batch input's error for a partial-batch fault.
@@ -378,11 +506,20 @@ func (c *CRM) batchUpdate(w http.ResponseWriter, r *http.Request, timeout bool, 
 			resp.Errors = append(resp.Errors, temporaryFailure(in.ID))
 		default:
 			c.updateLocked(ct, in.Properties)
-			resp.Results = append(resp.Results, ct.json(nil))
+			c.wrote(ct, "update", in.Properties)
+			resp.Results = append(resp.Results, ct.json(nil, nil))
 		}
 	}
-	c.mu.Unlock()
-	answerBatch(w, r, timeout, resp)
+	c.answerBatch(w, r, timeout, http.StatusOK, resp)
+}
+
+// wrote adds a write to the history of ct's email.
+func (c *CRM) wrote(ct *contact, op string, props map[string]string) {
+	values := make(map[string]any, len(props))
+	for k, v := range props {
+		values[k] = v
+	}
+	c.sim.Wrote(ct.Properties["email"], op, ct.ID, values)
 }
 
 // updateLocked sets props on ct, keeping the email index right.
@@ -398,6 +535,7 @@ func (c *CRM) updateLocked(ct *contact, props map[string]string) {
 		}
 	}
 	ct.UpdatedAt = time.Now().UTC()
+	c.saveLocked(ct)
 }
 
 // upsertLocked creates or updates the contact whose email is in.ID.
@@ -411,11 +549,13 @@ func (c *CRM) upsertLocked(in input) (*contact, bool) {
 		}
 		ct.Properties["email"] = email
 		ct.UpdatedAt = now
+		c.saveLocked(ct)
 		return ct, false
 	}
 	ct := c.createLocked(in.Properties, now)
 	ct.Properties["email"] = email
 	c.byEmail[email] = ct.ID
+	c.saveLocked(ct)
 	return ct, true
 }
 
@@ -427,6 +567,7 @@ func (c *CRM) createLocked(props map[string]string, now time.Time) *contact {
 		setProp(ct.Properties, k, v)
 	}
 	c.byID[ct.ID] = ct
+	c.saveLocked(ct)
 	return ct
 }
 
@@ -451,8 +592,7 @@ func (c *CRM) batchArchive(w http.ResponseWriter, r *http.Request, timeout bool,
 	for _, in := range req.Inputs {
 		c.archiveLocked(in.ID)
 	}
-	c.mu.Unlock()
-	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
+	c.unlockAnswer(w, r, timeout, http.StatusNoContent, nil)
 }
 
 func (c *CRM) archiveLocked(id string) bool {
@@ -461,9 +601,11 @@ func (c *CRM) archiveLocked(id string) bool {
 		return false
 	}
 	ct.Archived = true
+	c.wrote(ct, "archive", nil)
 	c.live--
 	ct.UpdatedAt = time.Now().UTC()
 	delete(c.byEmail, ct.Properties["email"])
+	c.saveLocked(ct)
 	return true
 }
 
@@ -480,17 +622,66 @@ func (c *CRM) lookupLocked(id, idProperty string) (*contact, bool) {
 	return ct, true
 }
 
+// wantArchived reads the archived query parameter: true reads archived
+// contacts only, as HubSpot does.
+func wantArchived(r *http.Request) bool { return r.URL.Query().Get("archived") == "true" }
+
+// readLocked finds a contact by id (or idProperty) among the archived ones
+// when archived is set, else among the live ones.
+func (c *CRM) readLocked(id, idProperty string, archived bool) (*contact, bool) {
+	if !archived {
+		return c.lookupLocked(id, idProperty)
+	}
+	if idProperty == "email" {
+		for _, ct := range c.byID { // archived contacts leave the email index
+			if ct.Archived && strings.EqualFold(ct.Properties["email"], id) {
+				return ct, true
+			}
+		}
+		return nil, false
+	}
+	ct, ok := c.byID[id]
+	return ct, ok && ct.Archived
+}
+
+// queryProperties reads the properties parameter (repeated, or
+// comma-separated); nil when absent.
+func queryProperties(r *http.Request) []string {
+	var out []string
+	for _, v := range r.URL.Query()["properties"] {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// orDefault is props, or the properties a read returns by default.
+func orDefault(props []string) []string {
+	if len(props) == 0 {
+		return defaultProperties
+	}
+	return props
+}
+
 func (c *CRM) batchRead(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
 	var req batchRequest
 	if !decode(w, r, &req) || !checkBatch(w, &req) {
 		return
 	}
+	if req.IDProperty != "" && req.IDProperty != "email" && req.IDProperty != "hs_object_id" {
+		writeErr(w, http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf("idProperty %s is not a unique property", req.IDProperty))
+		return
+	}
+	archived := wantArchived(r)
 	resp := batchResponse{Status: "COMPLETE", Results: []objectJSON{}, StartedAt: time.Now().UTC()}
 	var missing []string
 	c.mu.Lock()
 	for _, in := range req.Inputs {
-		if ct, ok := c.lookupLocked(in.ID, req.IDProperty); ok {
-			resp.Results = append(resp.Results, ct.json(nil))
+		if ct, ok := c.readLocked(in.ID, req.IDProperty, archived); ok {
+			resp.Results = append(resp.Results, ct.json(nil, orDefault(req.Properties)))
 		} else {
 			missing = append(missing, in.ID)
 		}
@@ -506,6 +697,61 @@ func (c *CRM) batchRead(w http.ResponseWriter, r *http.Request, _ bool, _ float6
 			Context: map[string]any{"ids": missing}}}
 	}
 	crmsim.WriteJSON(w, status, "application/json;charset=utf-8", resp)
+}
+
+// batchCreate answers POST .../batch/create: 201 when every input was
+// created. An input whose email is already stored fails the whole batch
+// with 409 CONFLICT, unless every input carries an objectWriteTraceId: then
+// the others are created and the answer is a 207 with an error per input
+// that failed.
+func (c *CRM) batchCreate(w http.ResponseWriter, r *http.Request, timeout bool, partial float64) {
+	var req batchRequest
+	if !decode(w, r, &req) || !checkBatch(w, &req) {
+		return
+	}
+	multi := true
+	for _, in := range req.Inputs {
+		multi = multi && in.ObjectWriteTraceID != ""
+	}
+	c.mu.Lock()
+	if !multi {
+		for _, in := range req.Inputs {
+			if errs := validateProperties(in.Properties); len(errs) > 0 {
+				c.mu.Unlock()
+				writeErr(w, http.StatusBadRequest, "VALIDATION_ERROR", "Property values were not valid: "+errs[0].Message, errs...)
+				return
+			}
+			if id, ok := c.byEmail[strings.ToLower(in.Properties["email"])]; ok && in.Properties["email"] != "" {
+				c.mu.Unlock()
+				writeErr(w, http.StatusConflict, "CONFLICT", "Contact already exists. Existing ID: "+id)
+				return
+			}
+		}
+	}
+	resp := batchResponse{Status: "COMPLETE", Results: []objectJSON{}, StartedAt: time.Now().UTC()}
+	for _, in := range req.Inputs {
+		email := strings.ToLower(in.Properties["email"])
+		var e *errorBody
+		if errs := validateProperties(in.Properties); len(errs) > 0 {
+			e = &errorBody{Status: "error", Category: "VALIDATION_ERROR", Message: "Property values were not valid: " + errs[0].Message, Errors: errs}
+		} else if id, ok := c.byEmail[email]; ok && email != "" {
+			e = &errorBody{Status: "error", Category: "CONFLICT", Message: "Contact already exists. Existing ID: " + id}
+		} else if c.sim.Roll(partial) {
+			tf := temporaryFailure(in.ObjectWriteTraceID)
+			e = &tf
+		}
+		if e != nil {
+			e.Context = map[string]any{"objectWriteTraceId": []string{in.ObjectWriteTraceID}}
+			resp.Errors = append(resp.Errors, *e)
+			continue
+		}
+		ct := c.createLocked(in.Properties, time.Now().UTC())
+		if email != "" {
+			c.byEmail[email] = ct.ID
+		}
+		resp.Results = append(resp.Results, ct.json(nil, nil))
+	}
+	c.answerBatch(w, r, timeout, http.StatusCreated, resp)
 }
 
 // decodeInput reads a single-object body and checks its properties,
@@ -538,21 +784,24 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool, _ flo
 	if email != "" {
 		c.byEmail[email] = ct.ID
 	}
-	out := ct.json(nil)
-	c.mu.Unlock()
-	crmsim.Answer(w, r, timeout, http.StatusCreated, "application/json;charset=utf-8", out)
+	c.wrote(ct, "create", in.Properties)
+	c.unlockAnswer(w, r, timeout, http.StatusCreated, ct.json(nil, nil))
+}
+
+func notFound(w http.ResponseWriter) {
+	writeErr(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")
 }
 
 func (c *CRM) get(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
 	c.mu.Lock()
-	ct, ok := c.lookupLocked(r.PathValue("id"), r.URL.Query().Get("idProperty"))
+	ct, ok := c.readLocked(r.PathValue("id"), r.URL.Query().Get("idProperty"), wantArchived(r))
 	var out objectJSON
 	if ok {
-		out = ct.json(nil)
+		out = ct.json(nil, orDefault(queryProperties(r)))
 	}
 	c.mu.Unlock()
 	if !ok {
-		writeErr(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")
+		notFound(w)
 		return
 	}
 	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=utf-8", out)
@@ -565,24 +814,45 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool, _ flo
 	}
 	c.mu.Lock()
 	ct, ok := c.lookupLocked(r.PathValue("id"), r.URL.Query().Get("idProperty"))
-	var out objectJSON
-	if ok {
-		c.updateLocked(ct, in.Properties)
-		out = ct.json(nil)
-	}
-	c.mu.Unlock()
 	if !ok {
-		writeErr(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")
+		c.mu.Unlock()
+		notFound(w)
 		return
 	}
-	crmsim.Answer(w, r, timeout, http.StatusOK, "application/json;charset=utf-8", out)
+	if e := in.Properties["email"]; e != "" {
+		if other, taken := c.byEmail[strings.ToLower(e)]; taken && other != ct.ID {
+			c.mu.Unlock()
+			writeErr(w, http.StatusConflict, "CONFLICT", "Contact already exists. Existing ID: "+other)
+			return
+		}
+	}
+	c.updateLocked(ct, in.Properties)
+	c.wrote(ct, "update", in.Properties)
+	c.unlockAnswer(w, r, timeout, http.StatusOK, ct.json(nil, nil))
 }
 
 func (c *CRM) archive(w http.ResponseWriter, r *http.Request, timeout bool, _ float64) {
 	c.mu.Lock()
 	c.archiveLocked(r.PathValue("id"))
-	c.mu.Unlock()
-	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
+	c.unlockAnswer(w, r, timeout, http.StatusNoContent, nil)
+}
+
+// sortedIDs returns the ids of the contacts keep selects, in id order.
+func (c *CRM) sortedIDs(keep func(*contact) bool) []*contact {
+	out := make([]*contact, 0, len(c.byID))
+	for _, ct := range c.byID {
+		if keep(ct) {
+			out = append(out, ct)
+		}
+	}
+	slices.SortFunc(out, func(a, b *contact) int { return cmpID(a.ID, b.ID) })
+	return out
+}
+
+func cmpID(a, b string) int {
+	x, _ := strconv.Atoi(a)
+	y, _ := strconv.Atoi(b)
+	return x - y
 }
 
 func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
@@ -591,26 +861,24 @@ func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
 		limit = min(v, 100)
 	}
 	after, _ := strconv.Atoi(r.URL.Query().Get("after"))
+	archived := wantArchived(r)
+	props := orDefault(queryProperties(r))
 	c.mu.Lock()
-	ids := make([]int, 0, len(c.byID))
-	for id, ct := range c.byID {
-		n, _ := strconv.Atoi(id)
-		if !ct.Archived && n > after {
-			ids = append(ids, n)
-		}
-	}
-	slices.Sort(ids)
+	cts := c.sortedIDs(func(ct *contact) bool {
+		n, _ := strconv.Atoi(ct.ID)
+		return ct.Archived == archived && n > after
+	})
 	resp := struct {
 		Results []objectJSON `json:"results"`
 		Paging  any          `json:"paging,omitempty"`
 	}{Results: []objectJSON{}}
-	for i, n := range ids {
+	for i, ct := range cts {
 		if i == limit {
-			next := strconv.Itoa(ids[i-1])
+			next := cts[i-1].ID
 			resp.Paging = map[string]any{"next": map[string]string{"after": next, "link": r.URL.Path + "?after=" + next}}
 			break
 		}
-		resp.Results = append(resp.Results, c.byID[strconv.Itoa(n)].json(nil))
+		resp.Results = append(resp.Results, ct.json(nil, props))
 	}
 	c.mu.Unlock()
 	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=utf-8", resp)

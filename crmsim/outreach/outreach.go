@@ -8,6 +8,7 @@
 package outreach
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"mime"
@@ -30,11 +31,12 @@ var attributes = []string{"firstName", "lastName", "emails", "title", "company",
 // from.
 type Credentials = crmsim.OAuthClient
 
+// prospect is one stored prospect, as kept in the records file.
 type prospect struct {
-	ID         int
-	Attributes map[string]any
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	ID         int            `json:"id"`
+	Attributes map[string]any `json:"attributes"`
+	CreatedAt  time.Time      `json:"createdAt"`
+	UpdatedAt  time.Time      `json:"updatedAt"`
 }
 
 // CRM is the emulated Outreach.
@@ -48,15 +50,51 @@ type CRM struct {
 	prospects map[int]*prospect
 	byEmail   map[string]map[int]bool // lower-cased email -> prospect ids
 	next      int
+	journal   *crmsim.Journal[prospect]
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
 
-// New returns an empty Outreach accepting creds.
+// Factory builds the emulated Outreach for crmsim.Open: its prospects are
+// kept in <dir>/outreach.jsonl.
+func Factory() crmsim.Factory {
+	return crmsim.Factory{Name: "outreach", New: func(raw json.RawMessage, dir string) (crmsim.CRM, error) {
+		var creds Credentials
+		if len(raw) > 0 {
+			_ = json.Unmarshal(raw, &creds) // a damaged entry is replaced
+		}
+		if creds.RefreshToken == "" || creds.ClientID == "" {
+			creds = NewCredentials()
+		}
+		return Open(creds, crmsim.RecordsPath(dir, "outreach"))
+	}}
+}
+
+// New returns an empty Outreach, in memory only, accepting creds.
 func New(creds Credentials) *CRM {
-	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokens: crmsim.NewTokens(2 * time.Hour)}
-	c.Reset()
+	c, _ := Open(creds, "") // without a file, nothing can fail
 	return c
+}
+
+// Open returns the Outreach accepting creds that keeps its prospects in
+// the file at path ("": in memory only), with the prospects it holds.
+func Open(creds Credentials, path string) (*CRM, error) {
+	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokens: crmsim.NewTokens(2 * time.Hour)}
+	c.clear()
+	if path == "" {
+		return c, nil
+	}
+	j, stored, err := crmsim.OpenJournal[prospect](path)
+	if err != nil {
+		return nil, fmt.Errorf("outreach: %w", err)
+	}
+	c.journal = j
+	for _, p := range stored {
+		c.prospects[p.ID] = &p
+		c.indexLocked(&p, true)
+		c.next = max(c.next, p.ID+1)
+	}
+	return c, nil
 }
 
 // NewCredentials returns new sandbox credentials.
@@ -75,11 +113,41 @@ func (c *CRM) Credentials() any { return c.creds }
 // passing would.
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
-// Reset implements crmsim.CRM.
-func (c *CRM) Reset() {
+func (c *CRM) clear() {
+	c.prospects, c.byEmail, c.next = map[int]*prospect{}, map[string]map[int]bool{}, 1
+}
+
+// Reset implements crmsim.CRM: the prospects and their file are emptied.
+func (c *CRM) Reset() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.prospects, c.byEmail, c.next = map[int]*prospect{}, map[string]map[int]bool{}, 1
+	c.clear()
+	return c.journal.Reset()
+}
+
+// Close implements crmsim.CRM.
+func (c *CRM) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.journal.Close()
+}
+
+// unlockAnswer writes the request's changes to the records file, unlocks,
+// and answers v, or the failure to keep the prospects.
+func (c *CRM) unlockAnswer(w http.ResponseWriter, r *http.Request, timeout bool, status int, v any) {
+	err := c.journal.Commit(len(c.prospects), func(yield func(string, prospect) bool) {
+		for id, p := range c.prospects {
+			if !yield(strconv.Itoa(id), *p) {
+				return
+			}
+		}
+	})
+	c.mu.Unlock()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, errorObject{ID: "internalServerError", Title: "Internal Server Error", Detail: "the emulator could not keep its prospects: " + err.Error()})
+		return
+	}
+	crmsim.Answer(w, r, timeout, status, mediaType, v)
 }
 
 // Stored implements crmsim.CRM.
@@ -177,23 +245,6 @@ func emails(attrs map[string]any) []string {
 	return out
 }
 
-func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool) {
-	want := strings.ToLower(r.URL.Query().Get("filter[emails]"))
-	c.mu.Lock()
-	var ids []int
-	if want != "" {
-		ids = slices.Sorted(maps.Keys(c.byEmail[want]))
-	} else {
-		ids = slices.Sorted(maps.Keys(c.prospects))
-	}
-	data := []resource{}
-	for _, id := range ids[:min(len(ids), 50)] {
-		data = append(data, c.prospects[id].resource())
-	}
-	c.mu.Unlock()
-	crmsim.WriteJSON(w, http.StatusOK, mediaType, map[string]any{"data": data, "meta": map[string]int{"count": len(data)}})
-}
-
 // indexLocked adds (or, with add false, removes) p under each of its
 // emails.
 func (c *CRM) indexLocked(p *prospect, add bool) {
@@ -255,9 +306,8 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool) {
 	c.prospects[p.ID] = p
 	c.indexLocked(p, true)
 	c.next++
-	out := p.resource()
-	c.mu.Unlock()
-	crmsim.Answer(w, r, timeout, http.StatusCreated, mediaType, map[string]any{"data": out})
+	c.journal.Put(strconv.Itoa(p.ID), *p)
+	c.unlockAnswer(w, r, timeout, http.StatusCreated, map[string]any{"data": p.resource()})
 }
 
 func (c *CRM) find(w http.ResponseWriter, r *http.Request) (*prospect, bool) {
@@ -291,33 +341,29 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool) {
 	}
 	c.mu.Lock()
 	p, ok := c.find(w, r)
-	var out resource
-	if ok {
-		c.indexLocked(p, false)
-		for k, v := range attrs {
-			p.Attributes[k] = v
-		}
-		c.indexLocked(p, true)
-		p.UpdatedAt = time.Now().UTC()
-		out = p.resource()
-	}
-	c.mu.Unlock()
 	if !ok {
+		c.mu.Unlock()
 		return
 	}
-	crmsim.Answer(w, r, timeout, http.StatusOK, mediaType, map[string]any{"data": out})
+	c.indexLocked(p, false)
+	for k, v := range attrs {
+		p.Attributes[k] = v
+	}
+	c.indexLocked(p, true)
+	p.UpdatedAt = time.Now().UTC()
+	c.journal.Put(strconv.Itoa(p.ID), *p)
+	c.unlockAnswer(w, r, timeout, http.StatusOK, map[string]any{"data": p.resource()})
 }
 
 func (c *CRM) delete(w http.ResponseWriter, r *http.Request, timeout bool) {
 	c.mu.Lock()
 	p, ok := c.find(w, r)
-	if ok {
-		delete(c.prospects, p.ID)
-		c.indexLocked(p, false)
-	}
-	c.mu.Unlock()
 	if !ok {
+		c.mu.Unlock()
 		return
 	}
-	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
+	delete(c.prospects, p.ID)
+	c.indexLocked(p, false)
+	c.journal.Delete(strconv.Itoa(p.ID))
+	c.unlockAnswer(w, r, timeout, http.StatusNoContent, nil)
 }

@@ -1,9 +1,15 @@
-// Package salesforce emulates the parts of Salesforce's REST API a sync
-// needs: the OAuth 2.0 JWT bearer token flow (RS256 signature, issuer,
-// subject, audience and expiry checked), sObject Collections upserts by an
-// external id field (up to 200 records, a result per record), single
-// reads and deletes by external id, Salesforce's error arrays, the
+// Package salesforce emulates the REST API of a Salesforce org as clients
+// use it, at every API version from v31.0 to CurrentVersion: the OAuth 2.0
+// JWT bearer token flow (RS256 signature, issuer, subject, audience and
+// expiry checked) and the identity URL; the version list and resources;
+// the global and per-object describe; create, retrieve (with fields),
+// update and delete by Id; upsert, retrieve and delete by external id;
+// sObject Collections create, update, upsert, retrieve and delete (up to
+// 200 records, allOrNone); query and queryAll of a SOQL subset with
+// nextRecordsUrl paging; limits; Salesforce's error arrays, the
 // Sforce-Limit-Info header and REQUEST_LIMIT_EXCEEDED past the quota.
+// Deleted records stay in the recycle bin: reads answer ENTITY_IS_DELETED
+// and queryAll returns them with IsDeleted true.
 package salesforce
 
 import (
@@ -12,13 +18,14 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"maps"
+	"iter"
 	"mime"
 	"net/http"
 	"regexp"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,15 +42,9 @@ const MaxBatch = 200
 // Lead.
 const ExternalID = "RecordSync_Id__c"
 
-// APIVersion is the REST API version the emulator serves.
+// APIVersion is the REST API version record-sync's own plugin calls; the
+// emulator serves every version from v31.0 to CurrentVersion.
 const APIVersion = "v60.0"
-
-var fields = map[string][]string{
-	"Contact": {"FirstName", "LastName", "Email", "Phone", "MobilePhone", "Title", "AccountId", ExternalID},
-	"Lead":    {"FirstName", "LastName", "Company", "Email", "Phone", "Title", "Status", ExternalID},
-}
-
-var required = map[string][]string{"Contact": {"LastName"}, "Lead": {"LastName", "Company"}}
 
 // Credentials are what a JWT bearer client needs.
 type Credentials struct {
@@ -53,10 +54,14 @@ type Credentials struct {
 	Audience    string `json:"audience"`
 }
 
+// record is one stored sObject record, as kept in the records file.
 type record struct {
-	ID     string
-	Type   string
-	Fields map[string]any
+	ID       string         `json:"id"`
+	Type     string         `json:"type"`
+	Fields   map[string]any `json:"fields"`
+	Created  time.Time      `json:"created"`
+	Modified time.Time      `json:"modified"`
+	Deleted  bool           `json:"deleted,omitempty"`
 }
 
 // CRM is the emulated Salesforce org.
@@ -67,16 +72,41 @@ type CRM struct {
 
 	tokens *crmsim.Tokens
 
-	mu    sync.Mutex
-	byID  map[string]*record
-	byExt map[string]string // type + "/" + external id -> id
-	next  int
+	mu      sync.Mutex
+	byID    map[string]*record // deleted ones too: the recycle bin
+	byExt   map[string]string  // type + "/" + lower-cased external id -> id, live records only
+	next    int
+	live    int
+	journal *crmsim.Journal[record]
+	cursors cursors
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
 
-// New returns an empty org that trusts creds' key pair.
-func New(creds Credentials) (*CRM, error) {
+// Factory builds the emulated org for crmsim.Open: its records are kept in
+// <dir>/salesforce.jsonl.
+func Factory() crmsim.Factory {
+	return crmsim.Factory{Name: "salesforce", New: func(raw json.RawMessage, dir string) (crmsim.CRM, error) {
+		var creds Credentials
+		if len(raw) > 0 {
+			_ = json.Unmarshal(raw, &creds) // a damaged entry is replaced
+		}
+		if creds.PrivateKey == "" || creds.ConsumerKey == "" {
+			var err error
+			if creds, err = NewCredentials(); err != nil {
+				return nil, err
+			}
+		}
+		return Open(creds, crmsim.RecordsPath(dir, "salesforce"))
+	}}
+}
+
+// New returns an empty org, in memory only, that trusts creds' key pair.
+func New(creds Credentials) (*CRM, error) { return Open(creds, "") }
+
+// Open returns the org that trusts creds' key pair and keeps its records
+// in the file at path ("": in memory only), with the records it holds.
+func Open(creds Credentials, path string) (*CRM, error) {
 	block, _ := pem.Decode([]byte(creds.PrivateKey))
 	if block == nil {
 		return nil, fmt.Errorf("salesforce: private key is not PEM")
@@ -86,7 +116,29 @@ func New(creds Credentials) (*CRM, error) {
 		return nil, fmt.Errorf("salesforce: private key: %w", err)
 	}
 	c := &CRM{sim: crmsim.NewSim(1000, time.Minute), creds: creds, pub: &key.PublicKey, tokens: crmsim.NewTokens(2 * time.Hour)}
-	c.Reset()
+	c.clear()
+	if path == "" {
+		return c, nil
+	}
+	j, stored, err := crmsim.OpenJournal[record](path)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce: %w", err)
+	}
+	c.journal = j
+	for id, rec := range stored {
+		c.byID[id] = &rec
+		if len(id) == 18 {
+			if n, err := strconv.Atoi(id[6:15]); err == nil {
+				c.next = max(c.next, n+1)
+			}
+		}
+		if !rec.Deleted {
+			c.live++
+			if ext, ok := rec.Fields[ExternalID].(string); ok && ext != "" {
+				c.byExt[extKey(rec.Type, ext)] = id
+			}
+		}
+	}
 	return c, nil
 }
 
@@ -115,29 +167,95 @@ func (c *CRM) Credentials() any { return c.creds }
 // ExpireTokens ends every access token issued so far.
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
-// Reset implements crmsim.CRM.
-func (c *CRM) Reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.byID, c.byExt, c.next = map[string]*record{}, map[string]string{}, 1
+func (c *CRM) clear() {
+	c.byID, c.byExt, c.next, c.live = map[string]*record{}, map[string]string{}, 1, 0
+	c.cursors = cursors{byID: map[string]*cursor{}}
 }
 
-// Stored implements crmsim.CRM.
+// Reset implements crmsim.CRM: the records, the recycle bin and the
+// records file are emptied.
+func (c *CRM) Reset() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clear()
+	return c.journal.Reset()
+}
+
+// Close implements crmsim.CRM.
+func (c *CRM) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.journal.Close()
+}
+
+// Stored implements crmsim.CRM: records not deleted.
 func (c *CRM) Stored() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.byID)
+	return c.live
 }
+
+// commitLocked writes the changes of a request to the records file.
+func (c *CRM) commitLocked() error {
+	return c.journal.Commit(len(c.byID), c.all())
+}
+
+func (c *CRM) all() iter.Seq2[string, record] {
+	return func(yield func(string, record) bool) {
+		for id, r := range c.byID {
+			if !yield(id, *r) {
+				return
+			}
+		}
+	}
+}
+
+func extKey(typ, ext string) string { return typ + "/" + strings.ToLower(ext) }
 
 // Register implements crmsim.CRM.
 func (c *CRM) Register(mux *http.ServeMux, prefix string) {
 	mux.HandleFunc("POST "+prefix+"/services/oauth2/token", c.token)
-	base := prefix + "/services/data/" + APIVersion
-	mux.Handle("PATCH "+base+"/composite/sobjects/{type}/{field}", c.guard(c.upsert))
-	mux.Handle("GET "+base+"/sobjects/{type}/{field}/{value}", c.guard(c.get))
-	mux.Handle("DELETE "+base+"/sobjects/{type}/{field}/{value}", c.guard(c.deleteByExt))
-	mux.Handle("DELETE "+base+"/composite/sobjects", c.guard(c.deleteCollection))
-	mux.Handle("GET "+base+"/query", c.guard(c.query))
+	mux.HandleFunc("GET "+prefix+"/id/{org}/{user}", c.identity)
+	mux.HandleFunc("GET "+prefix+"/services/data", c.versions)
+	mux.HandleFunc("GET "+prefix+"/services/data/{$}", c.versions)
+	base := prefix + "/services/data/{version}"
+	routes := []struct {
+		pattern string
+		h       handler
+	}{
+		{"GET " + base, c.resources},
+		{"GET " + base + "/{$}", c.resources},
+		{"GET " + base + "/limits", c.limits},
+		{"GET " + base + "/limits/{$}", c.limits},
+		{"GET " + base + "/sobjects", c.describeGlobal},
+		{"GET " + base + "/sobjects/{$}", c.describeGlobal},
+		{"GET " + base + "/sobjects/{type}", c.objectInfo},
+		{"POST " + base + "/sobjects/{type}", c.create},
+		{"GET " + base + "/sobjects/{type}/describe", c.describe},
+		{"GET " + base + "/sobjects/{type}/describe/{$}", c.describe},
+		{"GET " + base + "/sobjects/{type}/{id}", c.retrieve},
+		{"PATCH " + base + "/sobjects/{type}/{id}", c.update},
+		{"DELETE " + base + "/sobjects/{type}/{id}", c.destroy},
+		{"GET " + base + "/sobjects/{type}/{field}/{value}", c.retrieveByExt},
+		{"PATCH " + base + "/sobjects/{type}/{field}/{value}", c.upsertOne},
+		{"POST " + base + "/sobjects/{type}/{field}/{value}", c.upsertOne},
+		{"DELETE " + base + "/sobjects/{type}/{field}/{value}", c.destroyByExt},
+		{"POST " + base + "/composite/sobjects", c.createMany},
+		{"PATCH " + base + "/composite/sobjects", c.updateMany},
+		{"DELETE " + base + "/composite/sobjects", c.destroyMany},
+		{"POST " + base + "/composite/sobjects/{type}", c.retrieveMany},
+		{"GET " + base + "/composite/sobjects/{type}", c.retrieveMany},
+		{"PATCH " + base + "/composite/sobjects/{type}/{field}", c.upsertMany},
+		{"GET " + base + "/query", c.query(false)},
+		{"GET " + base + "/query/{$}", c.query(false)},
+		{"GET " + base + "/queryAll", c.query(true)},
+		{"GET " + base + "/queryAll/{$}", c.query(true)},
+		{"GET " + base + "/query/{locator}", c.queryMore},
+		{"GET " + base + "/queryAll/{locator}", c.queryMore},
+	}
+	for _, rt := range routes {
+		mux.Handle(rt.pattern, c.guard(rt.h))
+	}
 }
 
 // apiError is one entry of Salesforce's error array.
@@ -147,16 +265,22 @@ type apiError struct {
 	Fields    []string `json:"fields,omitempty"`
 }
 
-func writeErrs(w http.ResponseWriter, status int, code, msg string) {
-	crmsim.WriteJSON(w, status, "application/json;charset=UTF-8", []apiError{{Message: msg, ErrorCode: code}})
+const contentType = "application/json;charset=UTF-8"
+
+func writeErrs(w http.ResponseWriter, status int, code, msg string, fields ...string) {
+	crmsim.WriteJSON(w, status, contentType, []apiError{{Message: msg, ErrorCode: code, Fields: fields}})
+}
+
+func notFound(w http.ResponseWriter) {
+	writeErrs(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 }
 
 func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
 	fail := func(desc string) {
-		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json;charset=UTF-8", map[string]string{"error": "invalid_grant", "error_description": desc})
+		crmsim.WriteJSON(w, http.StatusBadRequest, contentType, map[string]string{"error": "invalid_grant", "error_description": desc})
 	}
 	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
-		crmsim.WriteJSON(w, http.StatusBadRequest, "application/json;charset=UTF-8", map[string]string{"error": "unsupported_grant_type", "error_description": "grant type not supported"})
+		crmsim.WriteJSON(w, http.StatusBadRequest, contentType, map[string]string{"error": "unsupported_grant_type", "error_description": "grant type not supported"})
 		return
 	}
 	claims := jwt.MapClaims{}
@@ -187,17 +311,87 @@ func (c *CRM) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, _ := c.tokens.Issue("00Dsim!")
-	scheme := "http://"
-	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", map[string]string{
-		"access_token": tok, "scope": "api", "instance_url": scheme + r.Host + "/salesforce",
-		"id": scheme + r.Host + "/salesforce/id/00Dsim/005sim", "token_type": "Bearer", "issued_at": fmt.Sprint(time.Now().UnixMilli()),
+	instance := "http://" + r.Host + "/salesforce"
+	crmsim.WriteJSON(w, http.StatusOK, contentType, map[string]string{
+		"access_token": tok, "scope": "api", "instance_url": instance,
+		"id": instance + "/id/" + orgID + "/" + userID, "token_type": "Bearer", "issued_at": strconv.FormatInt(time.Now().UnixMilli(), 10),
 	})
 }
 
-// guard checks the session, the quota and the faults before h, and sets
-// Sforce-Limit-Info on every answer.
-func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool, partial float64)) http.Handler {
+// The org's and the integration user's ids.
+const (
+	orgID  = "00Dsim000000001AAA"
+	userID = "005sim000000001AAA"
+)
+
+// identity answers the identity URL of the token response, with the
+// token in the Authorization header or in oauth_token.
+func (c *CRM) identity(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		tok = r.URL.Query().Get("oauth_token")
+	}
+	if !c.tokens.Valid(tok) {
+		http.Error(w, "Bad_OAuth_Token", http.StatusForbidden)
+		return
+	}
+	if r.PathValue("org") != orgID || r.PathValue("user") != userID {
+		http.Error(w, "Bad_Id", http.StatusNotFound)
+		return
+	}
+	crmsim.WriteJSON(w, http.StatusOK, contentType, map[string]any{
+		"id": "http://" + r.Host + r.URL.Path, "user_id": userID, "organization_id": orgID, "username": c.creds.Username,
+		"display_name": "Integration User", "active": true, "user_type": "STANDARD",
+	})
+}
+
+// versions answers GET /services/data/: every version served, oldest
+// first, without authentication (as the real endpoint).
+func (c *CRM) versions(w http.ResponseWriter, _ *http.Request) {
+	out := make([]map[string]string, 0, CurrentVersion-FirstVersion+1)
+	for v := FirstVersion; v <= CurrentVersion; v++ {
+		out = append(out, map[string]string{"label": versionLabel(v), "url": fmt.Sprintf("/services/data/v%d.0", v), "version": fmt.Sprintf("%d.0", v)})
+	}
+	crmsim.WriteJSON(w, http.StatusOK, contentType, out)
+}
+
+var versionPattern = regexp.MustCompile(`^v(\d+)\.0$`)
+
+// version returns the API version a path names, 0 when it is not one the
+// emulator serves.
+func version(r *http.Request) int {
+	m := versionPattern.FindStringSubmatch(r.PathValue("version"))
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.Atoi(m[1])
+	if v < FirstVersion || v > CurrentVersion {
+		return 0
+	}
+	return v
+}
+
+// call is one admitted REST request.
+type call struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	version int
+	base    string // "/services/data/vNN.0", as attributes.url carries it
+	timeout bool
+	partial float64
+}
+
+type handler func(call)
+
+// guard checks the version, the session, the quota and the faults before
+// h, and sets Sforce-Limit-Info on every answer.
+func (c *CRM) guard(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := version(r)
+		if v == 0 {
+			notFound(w)
+			return
+		}
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !c.tokens.Valid(tok) {
 			writeErrs(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
@@ -218,220 +412,70 @@ func (c *CRM) guard(h func(w http.ResponseWriter, r *http.Request, timeout bool,
 			writeErrs(w, http.StatusServiceUnavailable, "SERVER_UNAVAILABLE", "Server is unavailable; please try again.")
 			return
 		}
-		if r.Method == http.MethodPatch || r.Method == http.MethodPost {
+		if (r.Method == http.MethodPatch || r.Method == http.MethodPost) && r.ContentLength != 0 {
 			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 				writeErrs(w, http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE",
 					fmt.Sprintf("MediaType of '%s' is not supported by this resource", r.Header.Get("Content-Type")))
 				return
 			}
 		}
-		h(w, r, a.Timeout, a.Partial)
+		h(call{w: w, r: r, version: v, base: fmt.Sprintf("/services/data/v%d.0", v), timeout: a.Timeout, partial: a.Partial})
 	})
 }
 
-// itemResult is one record's result in an sObject Collections answer; its
-// errors carry statusCode (not errorCode, as whole-request errors do).
-type itemResult struct {
-	ID      *string     `json:"id"`
-	Success bool        `json:"success"`
-	Errors  []itemError `json:"errors"`
-	Created bool        `json:"created,omitempty"`
+// resources answers the version root: the resources it has.
+func (c *CRM) resources(k call) {
+	out := map[string]string{}
+	for _, name := range []string{"sobjects", "query", "queryAll", "limits", "composite"} {
+		out[name] = k.base + "/" + name
+	}
+	out["identity"] = "http://" + k.r.Host + "/salesforce/id/" + orgID + "/" + userID
+	crmsim.WriteJSON(k.w, http.StatusOK, contentType, out)
 }
 
-type itemError struct {
-	StatusCode string   `json:"statusCode"`
-	Message    string   `json:"message"`
-	Fields     []string `json:"fields"`
+// limits answers GET limits: the emulated quota as DailyApiRequests.
+func (c *CRM) limits(k call) {
+	q := c.sim.Faults()
+	limit := 1000
+	if q.RateLimit > 0 {
+		limit = q.RateLimit
+	}
+	used := 0
+	if info := k.w.Header().Get("Sforce-Limit-Info"); info != "" {
+		_, _ = fmt.Sscanf(info, "api-usage=%d/%d", &used, &limit)
+	}
+	entry := func(maxN, remaining int) map[string]int { return map[string]int{"Max": maxN, "Remaining": remaining} }
+	crmsim.WriteJSON(k.w, http.StatusOK, contentType, map[string]any{
+		"DailyApiRequests":                  entry(limit, limit-used),
+		"DailyBulkApiBatches":               entry(15000, 15000),
+		"DataStorageMB":                     entry(1024, 1024),
+		"FileStorageMB":                     entry(1024, 1024),
+		"ConcurrentAsyncGetReportInstances": entry(200, 200),
+	})
 }
 
-func (c *CRM) upsert(w http.ResponseWriter, r *http.Request, timeout bool, partial float64) {
-	typ, field := r.PathValue("type"), r.PathValue("field")
-	known, ok := fields[typ]
+func (c *CRM) describeGlobal(k call) {
+	list := []map[string]any{}
+	for _, name := range []string{"Contact", "Lead"} {
+		list = append(list, objects[name].summary(k.base))
+	}
+	crmsim.WriteJSON(k.w, http.StatusOK, contentType, map[string]any{"encoding": "UTF-8", "maxBatchSize": MaxBatch, "sobjects": list})
+}
+
+func (c *CRM) objectInfo(k call) {
+	o, ok := objectFor(k.r.PathValue("type"))
 	if !ok {
-		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+		notFound(k.w)
 		return
 	}
-	if field != ExternalID {
-		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+field)
-		return
-	}
-	var req struct {
-		AllOrNone bool             `json:"allOrNone"`
-		Records   []map[string]any `json:"records"`
-	}
-	if err := crmsim.ReadJSON(w, r, &req); err != nil {
-		writeErrs(w, http.StatusBadRequest, "JSON_PARSER_ERROR", err.Error())
-		return
-	}
-	if len(req.Records) == 0 || len(req.Records) > MaxBatch {
-		writeErrs(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("Maximum number of records allowed is %d; got %d", MaxBatch, len(req.Records)))
-		return
-	}
-	out := make([]itemResult, len(req.Records))
-	c.mu.Lock()
-	for i, rec := range req.Records {
-		out[i] = c.upsertLocked(typ, known, rec, partial)
-	}
-	c.mu.Unlock()
-	crmsim.Answer(w, r, timeout, http.StatusOK, "application/json;charset=UTF-8", out)
+	crmsim.WriteJSON(k.w, http.StatusOK, contentType, map[string]any{"objectDescribe": o.summary(k.base), "recentItems": []any{}})
 }
 
-func (c *CRM) upsertLocked(typ string, known []string, rec map[string]any, partial float64) itemResult {
-	fail := func(code, msg string, f ...string) itemResult {
-		return itemResult{Errors: []itemError{{StatusCode: code, Message: msg, Fields: append([]string{}, f...)}}}
-	}
-	attrs, _ := rec["attributes"].(map[string]any)
-	if t, _ := attrs["type"].(string); t != typ {
-		return fail("INVALID_TYPE", "attributes.type must be "+typ)
-	}
-	ext, _ := rec[ExternalID].(string)
-	if ext == "" {
-		return fail("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+ExternalID+"]", ExternalID)
-	}
-	for k := range rec {
-		if k != "attributes" && !slices.Contains(known, k) {
-			return fail("INVALID_FIELD", "No such column '"+k+"' on entity '"+typ+"'", k)
-		}
-	}
-	if c.sim.Roll(partial) {
-		return fail("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")
-	}
-	key := typ + "/" + ext
-	existing, exists := c.byExt[key]
-	if !exists {
-		for _, f := range required[typ] {
-			if v, _ := rec[f].(string); v == "" {
-				return fail("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+f+"]", f)
-			}
-		}
-		id := fmt.Sprintf("003sim%012d", c.next)
-		c.next++
-		stored := &record{ID: id, Type: typ, Fields: map[string]any{}}
-		for k, v := range rec {
-			if k != "attributes" {
-				stored.Fields[k] = v
-			}
-		}
-		c.byID[id], c.byExt[key] = stored, id
-		return itemResult{ID: &id, Success: true, Errors: []itemError{}, Created: true}
-	}
-	stored := c.byID[existing]
-	for k, v := range rec {
-		if k != "attributes" {
-			stored.Fields[k] = v
-		}
-	}
-	return itemResult{ID: &stored.ID, Success: true, Errors: []itemError{}}
-}
-
-func (c *CRM) lookup(w http.ResponseWriter, r *http.Request) (*record, bool) {
-	if r.PathValue("field") != ExternalID {
-		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
-		return nil, false
-	}
-	id, ok := c.byExt[r.PathValue("type")+"/"+r.PathValue("value")]
+func (c *CRM) describe(k call) {
+	o, ok := objectFor(k.r.PathValue("type"))
 	if !ok {
-		writeErrs(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
-		return nil, false
-	}
-	return c.byID[id], true
-}
-
-func (c *CRM) get(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
-	c.mu.Lock()
-	rec, ok := c.lookup(w, r)
-	var out map[string]any
-	if ok {
-		out = maps.Clone(rec.Fields)
-		out["Id"] = rec.ID
-		out["attributes"] = map[string]string{"type": rec.Type, "url": "/services/data/" + APIVersion + "/sobjects/" + rec.Type + "/" + rec.ID}
-	}
-	c.mu.Unlock()
-	if ok {
-		crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", out)
-	}
-}
-
-func (c *CRM) deleteByExt(w http.ResponseWriter, r *http.Request, timeout bool, _ float64) {
-	c.mu.Lock()
-	rec, ok := c.lookup(w, r)
-	if ok {
-		delete(c.byID, rec.ID)
-		delete(c.byExt, rec.Type+"/"+r.PathValue("value"))
-	}
-	c.mu.Unlock()
-	if !ok {
+		notFound(k.w)
 		return
 	}
-	crmsim.Answer(w, r, timeout, http.StatusNoContent, "", nil)
-}
-
-// queryPattern is the one SOQL statement the emulator answers: records of
-// a type by external id.
-var queryPattern = regexp.MustCompile(`(?i)^\s*SELECT\s+Id\s*,\s*` + ExternalID + `\s+FROM\s+(\w+)\s+WHERE\s+` + ExternalID + `\s+IN\s*\((.*)\)\s*$`)
-
-// soqlString matches one quoted SOQL string literal.
-var soqlString = regexp.MustCompile(`\s*'((?:[^'\\]|\\.)*)'\s*(,|$)`)
-
-// query answers GET /query?q=SELECT Id, RecordSync_Id__c FROM <type>
-// WHERE RecordSync_Id__c IN ('a', 'b'); other statements get
-// MALFORMED_QUERY, as a real org's parser would for what it cannot read.
-func (c *CRM) query(w http.ResponseWriter, r *http.Request, _ bool, _ float64) {
-	m := queryPattern.FindStringSubmatch(r.URL.Query().Get("q"))
-	if m == nil {
-		writeErrs(w, http.StatusBadRequest, "MALFORMED_QUERY", "The emulator reads only: SELECT Id, "+ExternalID+" FROM <type> WHERE "+ExternalID+" IN ('...')")
-		return
-	}
-	typ := m[1]
-	if _, ok := fields[typ]; !ok {
-		writeErrs(w, http.StatusBadRequest, "INVALID_TYPE", "sObject type '"+typ+"' is not supported.")
-		return
-	}
-	var values []string
-	for rest := m[2]; rest != ""; {
-		lit := soqlString.FindStringSubmatchIndex(rest)
-		if lit == nil || lit[0] != 0 {
-			writeErrs(w, http.StatusBadRequest, "MALFORMED_QUERY", "unexpected token in the IN list: "+rest)
-			return
-		}
-		values = append(values, strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(rest[lit[2]:lit[3]]))
-		rest = rest[lit[1]:]
-	}
-	records := []map[string]any{}
-	c.mu.Lock()
-	for _, v := range values {
-		if id, ok := c.byExt[typ+"/"+v]; ok {
-			records = append(records, map[string]any{"attributes": map[string]string{"type": typ, "url": "/services/data/" + APIVersion + "/sobjects/" + typ + "/" + id},
-				"Id": id, ExternalID: v})
-		}
-	}
-	c.mu.Unlock()
-	crmsim.WriteJSON(w, http.StatusOK, "application/json;charset=UTF-8", map[string]any{"totalSize": len(records), "done": true, "records": records})
-}
-
-// deleteCollection answers DELETE /composite/sobjects?ids=a,b&allOrNone=false:
-// up to 200 record ids, a result per id in order.
-func (c *CRM) deleteCollection(w http.ResponseWriter, r *http.Request, timeout bool, partial float64) {
-	ids := strings.Split(r.URL.Query().Get("ids"), ",")
-	if len(ids) == 0 || ids[0] == "" || len(ids) > MaxBatch {
-		writeErrs(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("ids: between 1 and %d record ids are allowed", MaxBatch))
-		return
-	}
-	out := make([]itemResult, len(ids))
-	c.mu.Lock()
-	for i, id := range ids {
-		rec, ok := c.byID[id]
-		switch {
-		case !ok:
-			out[i] = itemResult{ID: &ids[i], Errors: []itemError{{StatusCode: "ENTITY_IS_DELETED", Message: "entity is deleted", Fields: []string{}}}}
-		case c.sim.Roll(partial):
-			out[i] = itemResult{ID: &ids[i], Errors: []itemError{{StatusCode: "UNABLE_TO_LOCK_ROW", Message: "unable to obtain exclusive access to this record", Fields: []string{}}}}
-		default:
-			delete(c.byID, id)
-			delete(c.byExt, rec.Type+"/"+fmt.Sprint(rec.Fields[ExternalID]))
-			out[i] = itemResult{ID: &ids[i], Success: true, Errors: []itemError{}}
-		}
-	}
-	c.mu.Unlock()
-	crmsim.Answer(w, r, timeout, http.StatusOK, "application/json;charset=UTF-8", out)
+	crmsim.WriteJSON(k.w, http.StatusOK, contentType, o.describe(k.base))
 }

@@ -47,7 +47,20 @@ type putRulesInput struct {
 	}
 }
 
+// errReadOnly answers a write of rules, mappings or config on an edge that
+// has no connection as the admin NATS user.
+func (s *Service) errReadOnly(what string) error {
+	if !s.cfg.AdminReadOnly {
+		return nil
+	}
+	return huma.Error503ServiceUnavailable(what + " cannot be changed through this edge: it has no connection as the admin NATS user " +
+		"(set RECORDSYNC_NATS_ADMIN_PASSWORD; the ingest user may not write KV sync_rules or sync_config)")
+}
+
 func (s *Service) putRules(ctx context.Context, in *putRulesInput) (*rulesOutput, error) {
+	if err := s.errReadOnly("rules"); err != nil {
+		return nil, err
+	}
 	rev, err := revision(in.IfMatch, in.Body.Revision, "GET /v1/sync/rules")
 	if err != nil {
 		return nil, err
@@ -100,6 +113,9 @@ type overrideOutput struct {
 }
 
 func (s *Service) configOverride(ctx context.Context, in *overrideInput) (*overrideOutput, error) {
+	if err := s.errReadOnly("config"); err != nil {
+		return nil, err
+	}
 	maxBatch := s.deps.Registry.MaxBatch(in.Body.Target)
 	if maxBatch == 0 {
 		return nil, validationProblem(valid.Errors{{Location: "body.target", Message: "unknown target; known: " + strings.Join(s.deps.Registry.Names(), ", "), Value: in.Body.Target}})
@@ -125,9 +141,12 @@ func (s *Service) readyz(ctx context.Context, _ *struct{}) (*healthOutput, error
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if _, err := s.deps.JS.AccountInfo(ctx); err != nil {
-			why = append(why, "JetStream is not answering: "+err.Error())
+			why = append(why, "NATS JetStream is not answering: "+err.Error())
+		} else {
+			why = append(why, s.unled(ctx)...)
 		}
 	}
+	out.Body.Notes = append(out.Body.Notes, s.waitNotes()...)
 	if p := s.deps.Rules.Problem(); p != "" {
 		out.Body.Notes = append(out.Body.Notes, p)
 	}
@@ -250,6 +269,9 @@ type putMappingInput struct {
 }
 
 func (s *Service) putMapping(ctx context.Context, in *putMappingInput) (*mappingOutput, error) {
+	if err := s.errReadOnly("mappings"); err != nil {
+		return nil, err
+	}
 	rev, err := revision(in.IfMatch, in.Body.Revision, "GET /v1/sync/mappings/{target}/{object_type}")
 	if err != nil {
 		return nil, err

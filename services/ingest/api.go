@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -33,8 +35,8 @@ func (s *Service) register() {
 		OperationID: "sync-event", Method: http.MethodPost, Path: "/v1/sync/",
 		Summary:       "Submit one event",
 		Description:   "Validates the event and answers 202 once JetStream has stored it. The same event_id (or Idempotency-Key) inside the duplicate window is answered 202 with duplicate: true and processed once.",
-		DefaultStatus: http.StatusAccepted, MaxBodyBytes: s.cfg.MaxBodyBytes, Tags: []string{"sync"}, SkipValidateBody: true,
-		Errors: []int{http.StatusUnauthorized, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+		DefaultStatus: http.StatusAccepted, MaxBodyBytes: s.cfg.MaxBodyBytes, BodyReadTimeout: s.cfg.BodyReadTimeout, Tags: []string{"sync"}, SkipValidateBody: true,
+		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}), s.syncOne)
 	s.documentRawBody("/v1/sync/", reflect.TypeFor[event.Event]())
 
@@ -42,8 +44,8 @@ func (s *Service) register() {
 		OperationID: "sync-batch", Method: http.MethodPost, Path: "/v1/sync/batch",
 		Summary:       "Submit up to 500 events",
 		Description:   "Answers 202 when every event was accepted, else 207 with a result per event. Accepted events travel as one message, so they share one store write.",
-		DefaultStatus: http.StatusAccepted, MaxBodyBytes: s.cfg.MaxBatchBodyBytes, Tags: []string{"sync"}, SkipValidateBody: true,
-		Errors: []int{http.StatusUnauthorized, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+		DefaultStatus: http.StatusAccepted, MaxBodyBytes: s.cfg.MaxBatchBodyBytes, BodyReadTimeout: s.cfg.BatchBodyReadTimeout, Tags: []string{"sync"}, SkipValidateBody: true,
+		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}), s.syncBatch)
 	s.documentRawBody("/v1/sync/batch", reflect.TypeFor[batchBody]())
 
@@ -72,11 +74,25 @@ func (s *Service) register() {
 		OperationID: "preview", Method: http.MethodPost, Path: "/v1/sync/preview",
 		Summary:      "Dry run: rule decision and CRM payload per target",
 		Description:  "Takes the body of POST /v1/sync/; nothing is enqueued or recorded.",
-		MaxBodyBytes: s.cfg.MaxBodyBytes, Tags: []string{"sync"}, SkipValidateBody: true,
-		Errors: []int{http.StatusUnauthorized, http.StatusUnprocessableEntity},
+		MaxBodyBytes: s.cfg.MaxBodyBytes, BodyReadTimeout: s.cfg.BodyReadTimeout, Tags: []string{"sync"}, SkipValidateBody: true,
+		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity},
 	}), s.preview)
 	s.documentRawBody("/v1/sync/preview", reflect.TypeFor[event.Event]())
 
+	huma.Register(s.api, syncOp(huma.Operation{
+		OperationID: "get-remote", Method: http.MethodGet, Path: "/v1/sync/records/{record_id}/remote",
+		Summary:     "What the CRM holds now for a record, what was last pushed, and the fields that differ",
+		Description: "Reads the record back from the target's CRM (within its rate limit, shared with the pushers) and compares it with the event last pushed there, mapped with the mapping in force.",
+		Tags:        []string{"sync"},
+		Errors:      []int{http.StatusUnauthorized, http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusNotImplemented, http.StatusServiceUnavailable},
+	}), s.remote)
+
+	huma.Register(s.api, adminOp(huma.Operation{
+		OperationID: "verify", Method: http.MethodPost, Path: "/v1/sync/verify",
+		Summary:     "Read back the records synced to a target and report drift (recordsync verify)",
+		Description: "Walks KV sync_status for the records synced to the target (changed within since; a random sample of sample), reads them back from the CRM in batches within its rate limit (shared with the pushers), and streams application/x-ndjson lines: progress after each batch, one drift line per record missing in the CRM or differing from what was last pushed, and a summary. With repair, each drifted record's last pushed event is re-enqueued.",
+		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusUnprocessableEntity, http.StatusNotImplemented},
+	}), s.verify)
 	huma.Register(s.api, adminOp(huma.Operation{
 		OperationID: "get-rules", Method: http.MethodGet, Path: "/v1/sync/rules",
 		Summary: "Read the rule set and its revision",
@@ -86,7 +102,7 @@ func (s *Service) register() {
 		OperationID: "put-rules", Method: http.MethodPost, Path: "/v1/sync/rules",
 		Summary:     "Replace the rule set",
 		Description: "Validates and compiles the whole set before storing it. Give the revision it replaces in If-Match or in the body; a stale revision is a 409.",
-		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict, http.StatusUnprocessableEntity},
+		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusPreconditionRequired},
 	}), s.putRules)
 	huma.Register(s.api, adminOp(huma.Operation{
 		OperationID: "list-mappings", Method: http.MethodGet, Path: "/v1/sync/mappings",
@@ -102,7 +118,7 @@ func (s *Service) register() {
 		OperationID: "put-mapping", Method: http.MethodPost, Path: "/v1/sync/mappings/{target}/{object_type}",
 		Summary:     "Replace the field mapping of a target and object type",
 		Description: "Validated against the fields the CRM accepts before it is stored; applies to the next push. Give the revision replaced (0 when none is stored) in If-Match or the body.",
-		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
+		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusPreconditionRequired},
 	}), s.putMapping)
 	huma.Register(s.api, adminOp(huma.Operation{
 		OperationID: "list-dead-letters", Method: http.MethodGet, Path: "/v1/sync/dlq",
@@ -160,34 +176,81 @@ func (s *Service) documentRawBody(path string, t reflect.Type) {
 	op.RequestBody.Content = map[string]*huma.MediaType{"application/json": {Schema: schema}}
 }
 
-// decodeBody decodes a JSON body strictly: a syntax error is a 400, an
-// unknown field or a wrong type a 422 naming the field.
-func decodeBody(raw []byte, v any) error {
+// decodeBody decodes a JSON body of events strictly into v, checking first
+// what decoders would accept silently (event.CheckJSON). It returns the
+// field errors found (unknown fields, wrong types, invalid text, duplicate
+// keys: a 422), or a 400 when the body is not JSON at all.
+func decodeBody(raw []byte, v any) (valid.Errors, error) {
 	if len(raw) == 0 {
-		return huma.Error400BadRequest("request body is required")
+		return nil, huma.Error400BadRequest("request body is required", &huma.ErrorDetail{Location: "body", Message: "is empty"})
 	}
-	// A body fastjson refuses is decoded again by encoding/json, whose
-	// error types the cases below read.
-	err := fastjson.DecodeStrict(raw, v)
-	if err == nil {
-		return nil
+	errs := event.CheckJSON(raw, "body")
+	if err := fastjson.DecodeStrict(raw, v); err != nil {
+		fe, ok := fieldError(err, "body")
+		var syn *json.SyntaxError
+		if !ok && len(errs) > 0 && !errors.As(err, &syn) {
+			// JSON, but not what the decoder takes, for the reasons found.
+			return errs, nil
+		}
+		if !ok {
+			return nil, huma.Error400BadRequest("body is not valid JSON", &huma.ErrorDetail{Location: "body", Message: err.Error()})
+		}
+		errs = append(errs, fe)
 	}
+	return errs, nil
+}
+
+// fieldError words a decoding error as the error of a field under prefix;
+// false when the document is not JSON.
+func fieldError(err error, prefix string) (valid.FieldError, bool) {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		return huma.Error400BadRequest("body is not valid JSON", &huma.ErrorDetail{Location: "body", Message: err.Error()})
+		return valid.FieldError{}, false
 	case errors.As(err, &typ):
-		loc := "body"
+		loc := prefix
 		if typ.Field != "" {
 			loc += "." + typ.Field
 		}
-		return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: loc, Message: "expected " + typ.Type.String() + ", got " + typ.Value})
+		return valid.FieldError{Location: loc, Message: "expected " + jsonType(typ.Type) + ", got " + typ.Value}, true
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: "body." + name, Message: "unknown field"})
+		return valid.FieldError{Location: prefix + "." + name, Message: "unknown field"}, true
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return valid.FieldError{}, false
 	}
-	return huma.Error400BadRequest("body could not be read", &huma.ErrorDetail{Location: "body", Message: err.Error()})
+	var perr *time.ParseError
+	if errors.As(err, &perr) {
+		return valid.FieldError{Location: prefix + ".occurred_at", Message: "must be an RFC 3339 time"}, true
+	}
+	return valid.FieldError{}, false
+}
+
+// jsonType names a Go type as the JSON type it decodes from.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		if t == reflect.TypeFor[time.Time]() {
+			return "an RFC 3339 time string"
+		}
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	}
+	return "a JSON value"
 }
 
 // problemDetails converts field errors to Huma's problem details.

@@ -47,14 +47,18 @@ func (b *backlog) run(ctx context.Context, interval time.Duration) {
 func (b *backlog) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	in, err := b.count(ctx, mesh.StreamIn, mesh.ConsumerRules, ">")
-	if err != nil {
-		b.log.Warn("backlog_refresh_failed", "error", err.Error())
-		return
+	var in uint64
+	for _, stream := range []string{mesh.StreamIn, mesh.StreamGather} {
+		n, err := b.count(ctx, stream, mesh.ConsumerRules, ">")
+		if err != nil {
+			b.log.Warn("backlog_refresh_failed", "stream", stream, "error", err.Error())
+			return
+		}
+		in += n
 	}
 	pending := make(map[string]uint64, len(b.targets))
 	for _, t := range b.targets {
-		n, err := b.count(ctx, mesh.StreamPush, mesh.ConsumerPusher(t), mesh.SubjectPush(t))
+		n, err := mesh.PushBacklog(ctx, b.js, t)
 		if err != nil {
 			b.log.Warn("backlog_refresh_failed", "target", t, "error", err.Error())
 			return

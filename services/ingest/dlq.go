@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -16,19 +17,16 @@ import (
 func (s *Service) filter(where, target, code, since, until string) (dlq.Filter, error) {
 	var errs valid.Errors
 	f := dlq.Filter{Target: target, Code: code}
-	if _, ok := s.deps.Registry.Get(target); !ok {
-		errs.Add(where+".target", "unknown target", target)
+	if _, ok := s.deps.Registry.Get(target); !ok && target != "" {
+		errs.Add(where+".target", "unknown target; known: "+strings.Join(s.deps.Registry.Names(), ", "), target)
 	}
 	for _, t := range []struct {
 		loc, v string
 		dst    *time.Time
 	}{{where + ".since", since, &f.Since}, {where + ".until", until, &f.Until}} {
-		if t.v == "" {
-			continue
-		}
-		v, err := time.Parse(time.RFC3339, t.v)
+		v, err := dlq.ParseTime(t.v, s.now())
 		if err != nil {
-			errs.Add(t.loc, "must be an RFC 3339 time", t.v)
+			errs.Add(t.loc, err.Error(), t.v)
 		}
 		*t.dst = v
 	}
@@ -39,16 +37,16 @@ func (s *Service) filter(where, target, code, since, until string) (dlq.Filter, 
 }
 
 type dlqListInput struct {
-	Target string `query:"target" required:"true" doc:"The target whose dead letters to read"`
+	Target string `query:"target" doc:"Only this target's dead letters (every target's when absent)"`
 	Code   string `query:"code" doc:"Only this error code (the CRM's, or UNMAPPABLE, MAPPING_FAILED, ...)"`
-	Since  string `query:"since" doc:"Only dead letters from this time on (RFC 3339)"`
-	Until  string `query:"until" doc:"Only dead letters before this time (RFC 3339)"`
+	Since  string `query:"since" doc:"Only dead letters from this time on: a duration back from now (24h) or an RFC 3339 time"`
+	Until  string `query:"until" doc:"Only dead letters before this time: a duration back from now or an RFC 3339 time"`
 	Limit  int    `query:"limit" default:"100" minimum:"1" maximum:"10000"`
 }
 
 type dlqListOutput struct {
 	Body struct {
-		Letters []dlq.Letter `json:"letters" doc:"The latest dead letter of each record, oldest first"`
+		Letters []dlq.Letter `json:"letters" doc:"The latest dead letter of each record whose status still shows that failure, oldest first per target"`
 		More    bool         `json:"more" doc:"More matched than the limit"`
 	}
 }
@@ -62,7 +60,7 @@ func (s *Service) listDLQ(ctx context.Context, in *dlqListInput) (*dlqListOutput
 	}
 	out := &dlqListOutput{}
 	out.Body.Letters = []dlq.Letter{}
-	err = dlq.List(ctx, s.deps.JS, f, func(l dlq.Letter) error {
+	err = dlq.ListFailed(ctx, s.deps.JS, s.deps.Status, f, func(l dlq.Letter) error {
 		if len(out.Body.Letters) == in.Limit {
 			out.Body.More = true
 			return errLimit
@@ -78,11 +76,11 @@ func (s *Service) listDLQ(ctx context.Context, in *dlqListInput) (*dlqListOutput
 
 type replayInput struct {
 	Body struct {
-		Target string `json:"target" doc:"The target whose dead letters to replay"`
+		Target string `json:"target,omitempty" doc:"Only this target's dead letters (every target's when absent)"`
 		Code   string `json:"code,omitempty" doc:"Only this error code"`
-		Since  string `json:"since,omitempty" doc:"Only dead letters from this time on (RFC 3339)"`
-		Until  string `json:"until,omitempty" doc:"Only dead letters before this time (RFC 3339)"`
-		DryRun bool   `json:"dry_run,omitempty" doc:"Count what would be replayed; re-enqueue nothing"`
+		Since  string `json:"since,omitempty" doc:"Only dead letters from this time on: a duration back from now (24h) or an RFC 3339 time"`
+		Until  string `json:"until,omitempty" doc:"Only dead letters before this time: a duration back from now or an RFC 3339 time"`
+		DryRun bool   `json:"dry_run,omitempty" doc:"Count what would be replayed and skipped, checking each record's status as a replay does; re-enqueue nothing"`
 	}
 }
 
@@ -90,7 +88,7 @@ type replayInput struct {
 type ReplayResult struct {
 	Matched  int  `json:"matched" doc:"Dead letters that matched the filter"`
 	Requeued int  `json:"requeued" doc:"Re-enqueued (0 in a dry run)"`
-	Skipped  int  `json:"skipped" doc:"Matched, but the record has since synced or moved on to a newer event"`
+	Skipped  int  `json:"skipped" doc:"Matched, but the record has since synced or moved on to a newer event (counted in a dry run too)"`
 	DryRun   bool `json:"dry_run"`
 }
 

@@ -65,3 +65,45 @@ type headerCarrier struct{ ctx huma.Context }
 func (h headerCarrier) Get(key string) string { return h.ctx.Header(key) }
 func (h headerCarrier) Set(string, string)    {}
 func (h headerCarrier) Keys() []string        { return []string{"traceparent", "tracestate"} }
+
+// gatherMetrics describe the gatherer's messages.
+type gatherMetrics struct {
+	events    metric.Int64Histogram
+	conflicts metric.Int64Counter
+	caught    metric.Int64Counter
+	latency   metric.Float64Histogram
+}
+
+func newGatherMetrics(m metric.Meter) (*gatherMetrics, error) {
+	g := &gatherMetrics{}
+	var err error
+	if g.events, err = m.Int64Histogram("recordsync_ingest_gathered_events", metric.WithDescription("Single events per gathered message"),
+		metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 200, 500)); err != nil {
+		return nil, err
+	}
+	if g.conflicts, err = m.Int64Counter("recordsync_ingest_gather_conflicts", metric.WithDescription("Gathered publishes refused because another edge stored a message first")); err != nil {
+		return nil, err
+	}
+	if g.caught, err = m.Int64Counter("recordsync_ingest_gather_caught_up", metric.WithDescription("Messages of other edges read after a refused publish")); err != nil {
+		return nil, err
+	}
+	if g.latency, err = m.Float64Histogram("recordsync_ingest_gather_publish_seconds", metric.WithUnit("s"),
+		metric.WithDescription("Time from a gathered message's first publish to its acknowledgement")); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *gatherMetrics) record(ctx context.Context, events, conflicts int, took time.Duration) {
+	g.events.Record(ctx, int64(events))
+	if conflicts > 0 {
+		g.conflicts.Add(ctx, int64(conflicts))
+	}
+	g.latency.Record(ctx, took.Seconds())
+}
+
+func (g *gatherMetrics) caughtUp(ctx context.Context, n int) {
+	if n > 0 {
+		g.caught.Add(ctx, int64(n))
+	}
+}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
-	"github.com/recordsync/record-sync/services/pusher"
+	"github.com/recordsync/record-sync/crm"
 	"github.com/recordsync/record-sync/shared/dlq"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
@@ -22,12 +22,18 @@ type recordInput struct {
 	Target   string `query:"target" doc:"Only this target"`
 }
 
+type statusInput struct {
+	RecordID string `path:"record_id" doc:"System A's record id"`
+	Target   string `query:"target" doc:"Only this target"`
+	Accepted string `query:"accepted" maxLength:"2048" doc:"The receipt the status_url of a 202 carries: the status reads accepted (or later) for that event from the 202 on, before the status service has recorded it"`
+}
+
 type statusOutput struct {
 	Body status.Record
 }
 
-func (s *Service) getStatus(ctx context.Context, in *recordInput) (*statusOutput, error) {
-	rec, err := s.record(ctx, in)
+func (s *Service) getStatus(ctx context.Context, in *statusInput) (*statusOutput, error) {
+	rec, err := s.recordWith(ctx, &recordInput{RecordID: in.RecordID, Target: in.Target}, in.Accepted)
 	if err != nil {
 		return nil, err
 	}
@@ -36,16 +42,28 @@ func (s *Service) getStatus(ctx context.Context, in *recordInput) (*statusOutput
 
 // record reads a record's status, narrowed to in.Target when given.
 func (s *Service) record(ctx context.Context, in *recordInput) (status.Record, error) {
+	return s.recordWith(ctx, in, "")
+}
+
+// recordWith is record with the accepted event of a status receipt, when
+// valid, overlaid.
+func (s *Service) recordWith(ctx context.Context, in *recordInput, receiptToken string) (status.Record, error) {
 	if !event.ValidID(in.RecordID) {
-		return status.Record{}, huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: "path.record_id", Message: "must be 1-128 of A-Z a-z 0-9 . _ : @ -", Value: in.RecordID})
+		return status.Record{}, huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: "path.record_id", Message: event.IDRule, Value: in.RecordID})
 	}
 	rec, err := s.deps.Status.Get(ctx, in.RecordID)
-	if errors.Is(err, status.ErrNotFound) {
-		return rec, huma.Error404NotFound("no status for record " + in.RecordID + " (unknown, expired, or not yet routed)")
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, status.ErrNotFound) {
 		s.log.Error("status_read_failed", "record_id", in.RecordID, "error", err.Error())
 		return rec, huma.Error503ServiceUnavailable("status is unavailable")
+	}
+	if receiptToken != "" {
+		if r, ok := s.readReceipt(in.RecordID, receiptToken); ok {
+			r.overlay(&rec, in.RecordID, in.Target)
+			err = nil
+		}
+	}
+	if errors.Is(err, status.ErrNotFound) || (err == nil && len(rec.Targets) == 0) {
+		return rec, huma.Error404NotFound("no status for record " + in.RecordID + " (unknown, expired, or not yet routed: the status_url of the 202 reads accepted until it is)")
 	}
 	if in.Target != "" {
 		t, ok := rec.Targets[in.Target]
@@ -127,11 +145,8 @@ type previewOutput struct {
 // rules service and the pusher would, and enqueues and records nothing.
 func (s *Service) preview(ctx context.Context, in *syncInput) (*previewOutput, error) {
 	var ev event.Event
-	if err := decodeBody(in.RawBody, &ev); err != nil {
+	if _, err := s.decodeEvent(in.RawBody, &ev, in.IdempotencyKey); err != nil {
 		return nil, err
-	}
-	if errs := s.prepare(&ev, "body", in.IdempotencyKey); len(errs) > 0 {
-		return nil, validationProblem(errs)
 	}
 	compiled, _ := s.deps.Rules.Current()
 	out := &previewOutput{}
@@ -143,7 +158,7 @@ func (s *Service) preview(ctx context.Context, in *syncInput) (*previewOutput, e
 			c, _ := s.deps.Registry.Get(t)
 			routed := ev
 			routed.Data = p.Decision.StripData(ev.Data)
-			rec, res := pusher.PrepareKnown(ctx, c, s.deps.Mappings, s.deps.Status, &routed)
+			rec, res := crm.PrepareKnown(ctx, c, s.deps.Mappings, s.deps.Status, &routed)
 			if res != nil {
 				p.Error = &status.Error{Class: res.Class.String(), Code: res.Code, Message: res.Message}
 			} else {

@@ -3,11 +3,13 @@ package pusher
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/crm"
 	"github.com/recordsync/record-sync/shared/config"
 )
 
@@ -20,7 +22,11 @@ const (
 	tripAfter = 5
 	// codeCircuitOpen is the result of records not sent because the
 	// circuit is open; it costs no attempt.
-	codeCircuitOpen = "CIRCUIT_OPEN"
+	codeCircuitOpen = crm.CodeCircuitOpen
+	// codeNoPermit is the result of records not sent because JetStream
+	// gave no rate limit permit before the push's deadline (see
+	// ratelimit.Shared); it costs no attempt and is no failure of the CRM.
+	codeNoPermit = crm.CodeNoPermit
 )
 
 var errUnreachable = errors.New("the CRM did not answer or failed the whole request")
@@ -32,11 +38,14 @@ var errUnreachable = errors.New("the CRM did not answer or failed the whole requ
 // takes one message as a probe, and resumes when it succeeds.
 type breaker struct {
 	cb       *gobreaker.CircuitBreaker[[]crm.Result]
+	mu       sync.Mutex // the partitions of a worker ask concurrently
 	reported gobreaker.State
 	since    time.Time
 }
 
-func newBreaker(target string, openFor time.Duration) *breaker {
+// newBreaker returns the breaker of target; each change of state is
+// logged (circuit_changed) on log.
+func newBreaker(target string, openFor time.Duration, log *slog.Logger) *breaker {
 	if openFor <= 0 {
 		openFor = DefaultOpenFor
 	}
@@ -45,8 +54,20 @@ func newBreaker(target string, openFor time.Duration) *breaker {
 		MaxRequests: 1,
 		Timeout:     openFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= tripAfter },
-	}), reported: gobreaker.StateClosed}
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			level := slog.LevelInfo
+			if to == gobreaker.StateOpen {
+				level = slog.LevelWarn
+			}
+			log.Log(context.Background(), level, "circuit_changed", "from", from.String(), "to", to.String(), "open_for", openFor.String())
+		},
+	}), reported: unreported}
 }
+
+// unreported is the reported state of a new breaker: its first state()
+// writes the state to KV, so that what a pusher that stopped left there
+// (an open circuit, say) is replaced.
+const unreported = gobreaker.State(-1)
 
 // push runs push through the breaker. When the circuit does not let the
 // request through, every record gets a CIRCUIT_OPEN result.
@@ -66,20 +87,46 @@ func (b *breaker) push(n int, push func() []crm.Result) []crm.Result {
 
 func wholeTransient(rs []crm.Result) bool {
 	for _, r := range rs {
-		if !r.Whole || r.Class != crm.Transient {
+		if !r.Whole || r.Class != crm.Transient || r.Code == codeNoPermit {
 			return false
 		}
 	}
 	return len(rs) > 0
 }
 
+// notSent marks the whole-request failures of rs as codeNoPermit when the
+// request failed for want of a permit (notSent is set), and reports
+// whether it did: the CRM never saw the request.
+func notSent(rs []crm.Result, noPermit bool) []crm.Result {
+	if !noPermit {
+		return rs
+	}
+	for i := range rs {
+		if rs[i].Whole && rs[i].Class == crm.Transient {
+			rs[i].Code, rs[i].Message = codeNoPermit, "not sent: JetStream gave no rate limit permit in time; "+rs[i].Message
+		}
+	}
+	return rs
+}
+
+// notACRMFailure reports whether a result is one the CRM is not to blame
+// for and that costs the record no attempt.
+func notACRMFailure(r crm.Result) bool { return r.Code == codeCircuitOpen || r.Code == codeNoPermit }
+
 // state returns the circuit state, and reports a change to every process
 // through KV sync_config.
 func (b *breaker) state(ctx context.Context, configs *config.Store, target string) gobreaker.State {
 	s := b.cb.State()
-	if s != b.reported {
-		b.reported, b.since = s, time.Now().UTC()
-		_ = configs.ReportCircuit(ctx, config.Circuit{Target: target, State: s.String(), Since: b.since})
+	b.mu.Lock()
+	changed := s != b.reported
+	b.mu.Unlock()
+	if changed {
+		since := time.Now().UTC()
+		if err := configs.ReportCircuit(ctx, config.Circuit{Target: target, State: s.String(), Since: since}); err == nil {
+			b.mu.Lock()
+			b.reported, b.since = s, since // else reported again next round
+			b.mu.Unlock()
+		}
 	}
 	return s
 }

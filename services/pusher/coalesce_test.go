@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/crm"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
 )
@@ -34,9 +34,14 @@ func TestCoalesce(t *testing.T) {
 			want: []mesh.Item{{Event: event.Event{RecordID: "a", EventID: "a-2", Operation: event.OpCreate, OccurredAt: time.Unix(2, 0), Data: map[string]any{"x": 1, "y": 2, "z": 2}}}},
 		},
 		{
-			name: "a delete replaces what came before",
-			in:   []mesh.Item{item("a", event.OpUpdate, 1, map[string]any{"x": 1}), item("a", event.OpDelete, 2, nil)},
-			want: []mesh.Item{item("a", event.OpDelete, 2, nil)},
+			name: "a delete replaces what came before, keeping its fields to identify the record by",
+			in:   []mesh.Item{item("a", event.OpUpdate, 1, map[string]any{"email": "a@x"}), item("a", event.OpDelete, 2, nil)},
+			want: []mesh.Item{item("a", event.OpDelete, 2, map[string]any{"email": "a@x"})},
+		},
+		{
+			name: "a create then a delete without data is a delete by the create's identity",
+			in:   []mesh.Item{item("a", event.OpCreate, 1, map[string]any{"email": "a@x", "x": 1}), item("a", event.OpDelete, 2, map[string]any{})},
+			want: []mesh.Item{item("a", event.OpDelete, 2, map[string]any{"email": "a@x", "x": 1})},
 		},
 		{
 			name: "a create after a delete starts afresh",

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,37 +26,38 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
-	"github.com/recordsync/record-sync/services/pusher/crm"
+	"github.com/recordsync/record-sync/crm"
 	"github.com/recordsync/record-sync/shared/config"
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mapping"
 	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/ratelimit"
 	"github.com/recordsync/record-sync/shared/status"
 	"github.com/recordsync/record-sync/shared/telemetry"
 )
 
-// DefaultAckWait is how long a pusher may hold work without a sign of life
-// before JetStream gives it to another pusher: the time a crashed pusher's
-// work waits to be redelivered.
-const DefaultAckWait = 30 * time.Second
-
 // Worker pushes the work of one target.
 type Worker struct {
-	ackWait  time.Duration
-	js       jetstream.JetStream
-	crm      crm.CRM
-	configs  *config.Store
-	mappings *mapping.Store
-	status   *status.Reader
-	log      *slog.Logger
-	now      func() time.Time
+	push      mesh.PushOptions
+	slots     *slots       // CRM requests in flight in this process
+	owned     atomic.Int64 // partitions pinned to this process
+	pushers   atomic.Int64 // pusher processes of the target, as last counted
+	released  atomic.Int64 // when this process last released a partition (unix ns)
+	counted   atomic.Int64 // when it last counted the pushers (unix ns)
+	js        jetstream.JetStream
+	natsWaits *mesh.Waits // the partitions' waits for JetStream
+	crm       crm.CRM
+	configs   *config.Store
+	mappings  *mapping.Store
+	status    *status.Reader
+	log       *slog.Logger
+	now       func() time.Time
 
 	limiter *rate.Limiter // this process's share, spread evenly
 	pause   pause         // set by a 429, a Retry-After or a spent quota
 
-	itemsPerMsg float64 // in the last round's messages
-
 	results  metric.Int64Counter
+	deferred metric.Int64Counter
 	retries  metric.Int64Counter
 	dead     metric.Int64Counter
 	batches  metric.Int64Histogram
@@ -63,32 +66,64 @@ type Worker struct {
 	tracer   trace.Tracer
 	tracing  bool // tracer records: each item gets a span of its own
 	breaker  *breaker
-	shared   *sharedLimit
+	shared   *ratelimit.Shared
 }
 
 // Options tunes a Worker; zero values take the defaults.
 type Options struct {
-	// AckWait is how long held work waits before JetStream redelivers it
-	// to another pusher (DefaultAckWait).
-	AckWait time.Duration
+	// Push is the partition count, AckWait and PinnedTTL of the target's
+	// consumers (mesh.PushOptions defaults). The partition count must be
+	// the one the rules service splits the work by.
+	Push mesh.PushOptions
 	// OpenFor is how long the circuit stays open (DefaultOpenFor).
 	OpenFor time.Duration
 	Meter   metric.Meter
 	Tracing trace.TracerProvider
+	// Waits receives the partitions' waits for JetStream: a fetch or a
+	// round's outcome that NATS did not take (none when nil).
+	Waits *mesh.Waits
 }
 
-// NewWorker returns the worker of the target c.Name(). ackWait is
-// DefaultAckWait when zero.
-func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, o Options, log *slog.Logger) (*Worker, error) {
-	if o.AckWait <= 0 {
-		o.AckWait = DefaultAckWait
+// ErrInvalidOptions is wrapped by every error Options.Validate returns.
+var ErrInvalidOptions = errors.New("pusher: invalid options")
+
+// Validate checks o: zero values take the defaults, negative ones are an
+// error.
+func (o Options) Validate() error {
+	var errs []error
+	if o.OpenFor < 0 {
+		errs = append(errs, fmt.Errorf("%w: OpenFor may not be negative, got %s", ErrInvalidOptions, o.OpenFor))
 	}
-	w := &Worker{ackWait: o.AckWait, js: js, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
-		tracer: telemetry.Tracer(o.Tracing, "pusher"), tracing: telemetry.Recording(o.Tracing), breaker: newBreaker(c.Name(), o.OpenFor), shared: &sharedLimit{js: js, target: c.Name()},
+	if err := o.Push.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidOptions, err))
+	}
+	return errors.Join(errs...)
+}
+
+// NewWorker returns the worker of the target c.Name().
+func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mappings *mapping.Store, st *status.Reader, o Options, log *slog.Logger) (*Worker, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("pusher %s: %w", c.Name(), err)
+	}
+	w := &Worker{push: o.Push.WithDefaults(), slots: newSlots(), js: js, natsWaits: o.Waits, crm: c, configs: configs, mappings: mappings, status: st, log: log.With("target", c.Name()), now: time.Now,
+		tracer: telemetry.Tracer(o.Tracing, "pusher"), tracing: telemetry.Recording(o.Tracing), breaker: newBreaker(c.Name(), o.OpenFor, log.With("target", c.Name())), shared: ratelimit.NewShared(js, c.Name(), log.With("target", c.Name())),
 		limiter: rate.NewLimiter(rate.Inf, 1)}
 	m := telemetry.Or(o.Meter)
 	var err error
 	if w.results, err = m.Int64Counter("recordsync_push_results", metric.WithDescription("Pushed records by target, result class and CRM code")); err != nil {
+		return nil, err
+	}
+	if w.deferred, err = m.Int64Counter("recordsync_push_deferred", metric.WithDescription("Items deferred to a later round because their CRM identity was already in this one, by target")); err != nil {
+		return nil, err
+	}
+	owned, err := m.Int64ObservableGauge("recordsync_partitions_owned", metric.WithDescription("Work partitions pinned to this pusher process, by target"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(owned, w.owned.Load(), metric.WithAttributes(attribute.String("target", c.Name())))
+		return nil
+	}, owned); err != nil {
 		return nil, err
 	}
 	if w.retries, err = m.Int64Counter("recordsync_retries", metric.WithDescription("Events scheduled for another push attempt, by target and class")); err != nil {
@@ -121,21 +156,25 @@ func NewWorker(js jetstream.JetStream, c crm.CRM, configs *config.Store, mapping
 	return w, nil
 }
 
-// Run pushes the target's work until ctx ends; the batch in hand is
-// finished first.
+// Run pushes the target's work until ctx ends: one loop per partition,
+// each taking rounds only while JetStream has the partition pinned to this
+// process. The batches in hand are finished first.
 func (w *Worker) Run(ctx context.Context) error {
-	target := w.crm.Name()
-	cons, err := w.js.CreateOrUpdateConsumer(ctx, mesh.StreamPush, jetstream.ConsumerConfig{
-		Durable:       mesh.ConsumerPusher(target),
-		Description:   "The pusher of " + target + ", shared by all pusher processes.",
-		FilterSubject: mesh.SubjectPush(target),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.ackWait,
-		MaxAckPending: 20000,
-	})
+	cs, err := w.consumers(ctx)
 	if err != nil {
-		return fmt.Errorf("pusher consumer %s: %w", target, err)
+		return err
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	for n, c := range cs {
+		p := newPartition(n, c)
+		g.Go(func() error { return w.runPartition(gctx, p) })
+	}
+	return g.Wait()
+}
+
+// runPartition takes rounds of one partition until ctx ends.
+func (w *Worker) runPartition(ctx context.Context, p *partition) error {
+	target := w.crm.Name()
 	for ctx.Err() == nil {
 		tc, ok := w.configs.Get(target)
 		if !ok {
@@ -143,13 +182,26 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if !tc.Enabled {
 			// Take no work: it waits in the stream. The config is read
-			// again each second.
+			// again each second. (The pin lapses: another pusher of a
+			// target enabled there may take the partition.)
 			mesh.Sleep(ctx, time.Second)
+			continue
+		}
+		w.balance(ctx, p)
+		if !w.mayPull(ctx, p, time.Now()) {
+			// Be counted without taking the partition: a pull request
+			// for at most one byte is never pinned nor given a message.
+			if b, err := p.cons.Fetch(1, jetstream.FetchMaxBytes(1), jetstream.FetchMaxWait(250*time.Millisecond), jetstream.FetchPriorityGroup(mesh.PushGroup)); err == nil {
+				for range b.Messages() {
+				}
+			} else {
+				mesh.Sleep(ctx, 250*time.Millisecond)
+			}
 			continue
 		}
 		// An open circuit takes no work; a half-open one takes one message
 		// as a probe, pushed one request at a time.
-		size := w.fetchSize(tc)
+		size := p.fetchSize(tc)
 		switch w.breaker.state(ctx, w.configs, target) {
 		case gobreaker.StateOpen:
 			mesh.Sleep(ctx, 250*time.Millisecond)
@@ -158,10 +210,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			size, tc.Concurrency = 1, 1
 		}
 		// One fetch is one round: it ends at enough messages for
-		// concurrency full batches or after flush_interval, and every
-		// message it delivers is handled, so nothing sits in a client
-		// buffer when the target is disabled or the process stops.
-		batch, err := cons.Fetch(size, jetstream.FetchMaxWait(time.Duration(tc.FlushInterval)))
+		// concurrency full batches or after flush_interval (at most a
+		// third of the PinnedTTL, so that an idle owner keeps its pin),
+		// and every message it delivers is handled, so nothing sits in a
+		// client buffer when the target is disabled or the process stops.
+		wait := min(time.Duration(tc.FlushInterval), w.push.PinnedTTL/3)
+		batch, err := p.cons.Fetch(size, jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup(mesh.PushGroup))
 		var msgs []jetstream.Msg
 		if err == nil {
 			for m := range batch.Messages() {
@@ -169,47 +223,143 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			err = batch.Error()
 		}
-		if len(msgs) > 0 {
-			w.learnItemsPerMsg(msgs)
-			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-			stop := w.keepAlive(msgs)
-			errs := w.handle(hctx, tc, msgs)
-			stop()
-			cancel()
-			mesh.Settle(msgs, errs, time.Second, w.log)
+		name := mesh.ConsumerPusher(target, p.n)
+		if len(msgs) > 0 && !w.round(ctx, tc, p, msgs) {
+			// Its messages are due again at once, before any later
+			// message of the partition; give NATS a moment first.
+			w.natsWaits.Begin(name, "the outcome of a round could not be stored", w.log)
+			mesh.Sleep(ctx, time.Second)
+			continue
 		}
-		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-			w.log.Warn("fetch_failed", "error", err.Error())
+		switch {
+		case err == nil, errors.Is(err, jetstream.ErrNoMessages), errors.Is(err, nats.ErrTimeout):
+			w.natsWaits.End(name, w.log)
+		case ctx.Err() != nil:
+		case errors.Is(err, jetstream.ErrPinIDMismatch):
+			// Another pusher owns the partition now.
+			w.natsWaits.End(name, w.log)
+			if p.pin != "" {
+				w.log.Info("partition_lost", "partition", p.n)
+				p.pin = ""
+				w.owned.Add(-1)
+			}
+		default:
+			w.log.Warn("fetch_failed", "partition", p.n, "error", err.Error())
+			w.natsWaits.Begin(name, "fetch: "+err.Error(), w.log)
 			mesh.Sleep(ctx, time.Second)
 		}
 	}
 	return nil
 }
 
-// fetchSize is how many messages make a round of tc.Concurrency full
-// batches, given how many items recent messages carried: one each from a
-// trickle of single events, up to mesh.MaxWorkItems under a backlog.
-func (w *Worker) fetchSize(tc config.Target) int {
+// round handles the messages of one fetch and settles them. It reports
+// false when their outcome could not be stored (nor the partition's blocks
+// read): then they are all given back at once, and the partition's next
+// round takes them again first (JetStream serves redeliveries before new
+// messages), so that no later event of their records overtakes them.
+func (w *Worker) round(ctx context.Context, tc config.Target, p *partition, msgs []jetstream.Msg) bool {
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	if pin := msgs[0].Headers().Get(mesh.HeaderPinID); pin != "" && pin != p.pin {
+		if err := w.takeOver(hctx, p, pin); err != nil {
+			// Without the partition's blocks this owner could overtake
+			// a retry: give the messages back.
+			w.log.Warn("partition_takeover_failed", "partition", p.n, "error", err.Error())
+			mesh.Settle(msgs, fill(len(msgs), err), 0, w.log)
+			return false
+		}
+		msgs = w.gatherRedeliveries(tc, p, msgs)
+	}
+	p.learnItemsPerMsg(msgs)
+	stop := w.keepAlive(p, msgs)
+	errs := w.handle(hctx, tc, p, msgs)
+	stop()
+	if p.lost.Load() {
+		w.log.Warn("partition_pin_lost", "partition", p.n, "messages", len(msgs))
+	}
+	// A message given back is due again at once (no delay): a delay
+	// would let the later messages of the partition go first.
+	mesh.Settle(msgs, errs, 0, w.log)
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, mesh.ErrSettled) && !errors.Is(err, mesh.ErrTerminal) {
+			return false
+		}
+	}
+	return true
+}
+
+// gatherRedeliveries takes, on top of msgs, the first round of a new
+// owner, every message JetStream still redelivers: the previous owner's
+// in-flight work, all due by now (the PinnedTTL is longer than the
+// AckWait) and served before new messages. They are handled in one round,
+// so that their items are folded together as the previous owner folded
+// them, and a record's older event never follows a newer one that the
+// previous owner may have pushed before it died.
+func (w *Worker) gatherRedeliveries(tc config.Target, p *partition, msgs []jetstream.Msg) []jetstream.Msg {
+	redelivered := func(ms []jetstream.Msg) bool {
+		for _, m := range ms {
+			if meta, err := m.Metadata(); err == nil && meta.NumDelivered > 1 {
+				return true
+			}
+		}
+		return false
+	}
+	for more := msgs; redelivered(more) && len(msgs) < 20*mesh.MaxWorkItems; {
+		b, err := p.cons.Fetch(p.fetchSize(tc), jetstream.FetchMaxWait(100*time.Millisecond), jetstream.FetchPriorityGroup(mesh.PushGroup))
+		if err != nil {
+			break
+		}
+		more = more[:0:0]
+		for m := range b.Messages() {
+			more = append(more, m)
+		}
+		msgs = append(msgs, more...)
+	}
+	return msgs
+}
+
+func fill(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// fetchSize is about enough messages for concurrency full batches, given
+// how many items recent messages carried: one each from a trickle of
+// single events, up to mesh.MaxWorkItems under a backlog.
+func (p *partition) fetchSize(tc config.Target) int {
 	want := tc.BatchSize * max(tc.Concurrency, 1)
-	return min(max(int(math.Ceil(float64(want)/max(w.itemsPerMsg, 1))), 1), want)
+	return min(max(int(math.Ceil(float64(want)/max(p.itemsPerMsg, 1))), 1), want)
 }
 
 // learnItemsPerMsg remembers how many items msgs carried on average.
-func (w *Worker) learnItemsPerMsg(msgs []jetstream.Msg) {
+func (p *partition) learnItemsPerMsg(msgs []jetstream.Msg) {
 	n := 0
 	for _, m := range msgs {
 		n += mesh.Count(m)
 	}
-	w.itemsPerMsg = float64(n) / float64(len(msgs))
+	p.itemsPerMsg = float64(n) / float64(len(msgs))
 }
 
 // keepAlive tells JetStream every third of AckWait that msgs are still
-// being worked on (a push waiting for its rate limit can take long), until
-// the returned stop is called.
-func (w *Worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
-	return mesh.Every(w.ackWait/3, func() {
+// being worked on (a push waiting for its rate limit can take long), and
+// renews the partition's pin with a pull request that can take nothing (at
+// most one byte), until the returned stop is called.
+func (w *Worker) keepAlive(p *partition, msgs []jetstream.Msg) (stop func()) {
+	return mesh.Every(min(w.push.AckWait, w.push.PinnedTTL)/3, func() {
 		for _, m := range msgs {
 			_ = m.InProgress() // a lost one only risks a harmless redelivery
+		}
+		b, err := p.cons.Fetch(1, jetstream.FetchMaxBytes(1), jetstream.FetchMaxWait(100*time.Millisecond), jetstream.FetchPriorityGroup(mesh.PushGroup))
+		if err != nil {
+			return
+		}
+		for range b.Messages() {
+		}
+		if errors.Is(b.Error(), jetstream.ErrPinIDMismatch) {
+			p.lost.Store(true)
 		}
 	})
 }
@@ -218,13 +368,20 @@ func (w *Worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
 type pending struct {
 	item mesh.Item
 	msg  int
+	// recheck: the item comes from a record subject or a redelivery, so
+	// a newer event of its record may have been pushed meanwhile.
+	recheck bool
+	// record: it comes from its record's own subject.
+	record bool
 }
 
 // outcome collects what settling a batch publishes.
 type outcome struct {
 	changes []status.Change
-	retries map[int]*mesh.Work // by message index
-	retryAt map[int]time.Time  // when each retry message is due
+	records map[string]*recordWork // by record key: the record subjects to write
+	ids     map[string]string      // record key to record id
+	unblock map[string]bool        // record keys whose record message is settled
+	applied map[string]time.Time   // record id to the occurred_at pushed
 	dlq     []deadLetter
 	results *telemetry.Tally // by target, class and code
 }
@@ -235,7 +392,7 @@ type deadLetter struct {
 }
 
 // handle pushes the items of msgs and returns one error per message.
-func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.Msg) []error {
+func (w *Worker) handle(ctx context.Context, tc config.Target, p *partition, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	now := w.now()
 	n := 0
@@ -243,12 +400,27 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.
 		n += mesh.Count(m)
 	}
 	items := make([]pending, 0, n)
+	inHand := map[string]bool{} // record keys whose record message is due in this round
 	for i, m := range msgs {
+		record, key := isRecordSubject(m.Subject()), ""
+		if record {
+			key = recordKeyOf(m.Subject())
+			replaced, err := w.replaced(ctx, p, key, m)
+			if err != nil {
+				return failUnsettled(errs, err)
+			}
+			if replaced {
+				continue // acked unread: errs[i] is nil
+			}
+		}
 		if nb := m.Headers().Get(mesh.HeaderNotBefore); nb != "" {
 			if t, err := time.Parse(time.RFC3339Nano, nb); err == nil && t.After(now) {
 				// Not due yet: JetStream redelivers it when it is.
 				if err := m.NakWithDelay(t.Sub(now)); err != nil {
 					w.log.Warn("nak_failed", "error", err.Error())
+				}
+				if rw := p.blocked[key]; record && rw != nil {
+					rw.held = m
 				}
 				errs[i] = mesh.ErrSettled
 				continue
@@ -259,20 +431,63 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.
 			errs[i] = fmt.Errorf("%w: undecodable work: %w", mesh.ErrTerminal, err)
 			continue
 		}
+		if record {
+			inHand[key] = true
+		}
+		recheck := record
+		if meta, err := m.Metadata(); err == nil && meta.NumDelivered > 1 {
+			recheck = true
+		}
 		for _, it := range work.Items {
-			items = append(items, pending{item: it, msg: i})
+			items = append(items, pending{item: it, msg: i, recheck: recheck, record: record})
 		}
 	}
-	out := outcome{retries: map[int]*mesh.Work{}, retryAt: map[int]time.Time{}, results: telemetry.NewTally("target", "class", "code"),
-		changes: make([]status.Change, 0, len(items))}
+	out := outcome{records: map[string]*recordWork{}, ids: map[string]string{}, unblock: map[string]bool{}, applied: map[string]time.Time{},
+		results: telemetry.NewTally("target", "class", "code"), changes: make([]status.Change, 0, len(items))}
 	defer out.results.AddTo(ctx, w.results)
-	items = w.dropSuperseded(ctx, coalesce(items))
-	w.push(ctx, tc, items, &out)
-	if err := w.publish(ctx, msgs, out); err != nil {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
+	// A blocked record's new items wait behind its record message: they
+	// join it, unless that message is in this round.
+	kept := items[:0]
+	for _, it := range items {
+		key := status.Key(it.item.RecordID)
+		if _, blocked := p.blocked[key]; blocked && !inHand[key] && !it.record {
+			rw := out.records[key]
+			if rw == nil {
+				cur, err := w.recordWorkOf(ctx, p, key)
+				if err != nil {
+					return failUnsettled(errs, err)
+				}
+				if cur == nil { // gone meanwhile: not blocked after all
+					kept = append(kept, it)
+					continue
+				}
+				rw = &recordWork{items: slices.Clone(cur.items), notBefore: cur.notBefore, known: true}
+				out.records[key], out.ids[key] = rw, it.item.RecordID
 			}
+			// Folded at once: the message stays one item long however
+			// many events join it.
+			rw.items = fold(append(rw.items, it.item))
+			continue
+		}
+		kept = append(kept, it)
+	}
+	// Each item is checked before it is folded with the others of its
+	// record: an old item folded into a fresh one would carry its old
+	// fields past the newer event already pushed.
+	items = coalesce(w.dropSuperseded(ctx, p, kept, &out))
+	w.pushItems(ctx, tc, items, &out)
+	if err := w.publish(ctx, p, out); err != nil {
+		return failUnsettled(errs, err)
+	}
+	return errs
+}
+
+// failUnsettled sets err for every message of errs not yet settled, and
+// returns errs.
+func failUnsettled(errs []error, err error) []error {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = err
 		}
 	}
 	return errs
@@ -280,8 +495,9 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, msgs []jetstream.
 
 // coalesce folds the items of one record into one write with its final
 // state, keeping the order of first appearance. A delete replaces what came
-// before it; a create or update after a delete starts afresh; updates merge
-// their data, later fields winning.
+// before it (carrying its data, to identify the record by); a create or
+// update after a delete starts afresh; updates merge their data, later
+// fields winning.
 func coalesce(items []pending) []pending {
 	idx := make(map[string]int, len(items))
 	out := items[:0] // in place: out never passes the item being read
@@ -298,7 +514,11 @@ func coalesce(items []pending) []pending {
 			older, newer = newer, older
 		}
 		merged := newer
-		if newer.Operation != event.OpDelete && older.Operation != event.OpDelete {
+		if older.Operation != event.OpDelete {
+			// Updates merge their data. A delete keeps what came before it
+			// as well: not to write it, but so that the CRM can be told
+			// which record to delete (a delete without data after a create
+			// in the same round has no email of its own).
 			data := make(map[string]any, len(older.Data)+len(newer.Data))
 			for k, v := range older.Data {
 				data[k] = v
@@ -307,7 +527,7 @@ func coalesce(items []pending) []pending {
 				data[k] = v
 			}
 			merged.Data = data
-			if older.Operation == event.OpCreate {
+			if older.Operation == event.OpCreate && newer.Operation != event.OpDelete {
 				merged.Operation = event.OpCreate
 			}
 		}
@@ -315,40 +535,87 @@ func coalesce(items []pending) []pending {
 		cur.item = merged
 		// The merged write settles with the later message.
 		cur.msg = max(cur.msg, p.msg)
+		cur.recheck = cur.recheck || p.recheck
+		cur.record = cur.record || p.record
 	}
 	return out
 }
 
-// dropSuperseded drops retried items whose record has since moved on to a
-// newer event for this target, so that a late retry never overwrites a
-// newer state in the CRM.
-func (w *Worker) dropSuperseded(ctx context.Context, items []pending) []pending {
+// fold folds the items of one record into one (see coalesce).
+func fold(items []mesh.Item) []mesh.Item {
+	ps := make([]pending, len(items))
+	for i, it := range items {
+		ps[i] = pending{item: it}
+	}
+	ps = coalesce(ps)
 	out := items[:0]
-	for _, p := range items {
-		if p.item.Attempt > 0 || p.item.Generation > 0 {
-			rec, err := w.status.Get(ctx, p.item.RecordID)
-			if err == nil {
-				if t, ok := rec.Targets[w.crm.Name()]; ok && t.OccurredAt.After(p.item.OccurredAt) {
-					w.log.Info("retry_superseded", "record_id", p.item.RecordID, "event_id", p.item.EventID, "newer_event_id", t.EventID)
-					continue
+	for _, p := range ps {
+		out = append(out, p.item)
+	}
+	return out
+}
+
+// statusOf reads the status of recordID within apiTimeout.
+func (w *Worker) statusOf(ctx context.Context, recordID string) (status.Record, error) {
+	ctx, cancel := apiContext(ctx)
+	defer cancel()
+	return w.status.Get(ctx, recordID)
+}
+
+// dropSuperseded drops the items to recheck (retried, deferred, manually
+// re-enqueued or redelivered) whose record has since seen a newer event
+// attempted for this target, by this owner or, per the status, by any, so
+// that a late write never overwrites a newer state in the CRM; and those
+// whose event the status shows already synced or dead-lettered in this
+// generation (a copy left behind).
+func (w *Worker) dropSuperseded(ctx context.Context, p *partition, items []pending, out *outcome) []pending {
+	kept := items[:0]
+	statuses := map[string]*status.Target{} // read once per record and round
+	for _, it := range items {
+		if it.recheck || it.item.Attempt > 0 || it.item.Generation > 0 {
+			newer := ""
+			if t, ok := p.applied[it.item.RecordID]; ok && t.After(it.item.OccurredAt) {
+				newer = "pushed here"
+			} else {
+				t, seen := statuses[it.item.RecordID]
+				if !seen {
+					if rec, err := w.statusOf(ctx, it.item.RecordID); err == nil {
+						t = rec.Targets[w.crm.Name()]
+					}
+					statuses[it.item.RecordID] = t
+				}
+				switch {
+				case t == nil:
+				case t.OccurredAt.After(it.item.OccurredAt) && t.State != status.StateQueued && t.State != status.StateAccepted:
+					newer = t.EventID
+				case t.EventID == it.item.EventID && t.Generation == it.item.Generation && (t.State == status.StateSynced || t.State == status.StateFailed):
+					newer = "itself, " + string(t.State)
 				}
 			}
+			if newer != "" {
+				w.log.Info("retry_superseded", "record_id", it.item.RecordID, "event_id", it.item.EventID, "newer_event_id", newer)
+				if it.record {
+					out.unblock[status.Key(it.item.RecordID)] = true
+				}
+				continue
+			}
 		}
-		out = append(out, p)
+		kept = append(kept, it)
 	}
-	return out
+	return kept
 }
 
-// push sends items in requests of the batch size, up to tc.Concurrency of
-// them in flight at once, and records each outcome. Records that share an
-// identity in the CRM go in successive waves, in their order, so that
-// concurrent requests never race on one CRM record.
-func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, out *outcome) {
+// pushItems sends the round's first wave: each CRM identity once, in
+// requests of the batch size, up to tc.Concurrency of them in flight in
+// this process at once, and records each outcome. The records beyond it
+// that share an identity with one pushed (waves) are deferred, spread over
+// the next rounds, so that a hot identity holds up no other record.
+func (w *Worker) pushItems(ctx context.Context, tc config.Target, items []pending, out *outcome) {
 	recs := make([]crm.Record, 0, len(items))
 	sent := make([]pending, 0, len(items))
 	for _, p := range items {
 		ev := p.item.Event
-		rec, res := PrepareKnown(ctx, w.crm, w.mappings, w.status, &ev)
+		rec, res := crm.PrepareKnown(ctx, w.crm, w.mappings, w.status, &ev)
 		if res != nil {
 			w.settle(tc, p, *res, out)
 			continue
@@ -356,24 +623,42 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 		recs = append(recs, rec)
 		sent = append(sent, p)
 	}
-	for _, wave := range waves(recs, min(tc.BatchSize, w.crm.MaxBatch())) {
-		results := make([][]crm.Result, len(wave))
-		var g errgroup.Group
-		g.SetLimit(max(tc.Concurrency, 1))
-		for k, chunk := range wave {
-			batch := make([]crm.Record, len(chunk))
-			for i, j := range chunk {
-				batch[i] = recs[j]
-			}
-			g.Go(func() error {
-				results[k] = w.request(ctx, tc, batch, sent, chunk)
-				return nil
-			})
+	ws := waves(recs, min(tc.BatchSize, w.crm.MaxBatch()))
+	if len(ws) == 0 {
+		return
+	}
+	start := time.Now()
+	wave := ws[0]
+	results := make([][]crm.Result, len(wave))
+	var g errgroup.Group
+	for k, chunk := range wave {
+		batch := make([]crm.Record, len(chunk))
+		for i, j := range chunk {
+			batch[i] = recs[j]
 		}
-		_ = g.Wait()
-		for k, chunk := range wave {
-			for i, j := range chunk {
-				w.settle(tc, sent[j], results[k][i], out)
+		g.Go(func() error {
+			if err := w.slots.acquire(ctx, tc.Concurrency); err != nil {
+				results[k] = crm.All(len(batch), crm.Result{Class: crm.Transient, Code: "CANCELLED", Message: err.Error()})
+				return nil
+			}
+			defer w.slots.release()
+			results[k] = w.request(ctx, tc, batch, sent, chunk)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for k, chunk := range wave {
+		for i, j := range chunk {
+			w.settle(tc, sent[j], results[k][i], out)
+		}
+	}
+	// The k-th later wave is due k rounds (as long as this one took) from
+	// now: about one item per identity per round.
+	took := max(time.Since(start), 10*time.Millisecond)
+	for k, later := range ws[1:] {
+		for _, chunk := range later {
+			for _, j := range chunk {
+				w.deferItem(sent[j], w.now().Add(time.Duration(k+1)*took), out)
 			}
 		}
 	}
@@ -381,7 +666,7 @@ func (w *Worker) push(ctx context.Context, tc config.Target, items []pending, ou
 
 // request sends one batch, the records sent[j] of chunk, and returns a
 // result per record. Each API request the plugin sends for it waits for
-// the rate limit first (crm.WithPermits).
+// the rate limit first (the Endpoint's permits).
 func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Record, sent []pending, chunk []int) []crm.Result {
 	// Each event's trace gets a span for its push; the CRM request is one
 	// span linked to all of them, and its trace context goes with the
@@ -401,14 +686,18 @@ func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Reco
 	pctx, pspan := w.tracer.Start(ctx, "crm request "+w.crm.Name(), trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
 		trace.WithAttributes(attribute.Int("records", len(batch))))
 	var waited time.Duration // the plugin's requests are sequential
-	pctx = crm.WithPermits(pctx, func(ctx context.Context) error {
+	noPermit := false
+	ep := crm.Endpoint{Host: tc.APIHost, Permits: crm.LimiterFunc(func(ctx context.Context) error {
 		start := time.Now()
 		err := w.waitTurn(ctx, tc)
 		waited += time.Since(start)
+		noPermit = noPermit || err != nil
 		return err
-	})
+	})}
 	start := time.Now()
-	results := w.breaker.push(len(batch), func() []crm.Result { return w.crm.Push(pctx, tc.APIHost, batch) })
+	// A result the plugin left unset (or did not return) is a transient
+	// NO_RESULT, never a success.
+	results := crm.Settle(w.breaker.push(len(batch), func() []crm.Result { return notSent(w.crm.Push(pctx, ep, batch), noPermit) }), len(batch))
 	took := time.Since(start) - waited
 	pspan.End()
 	for i, sp := range spans {
@@ -444,54 +733,6 @@ func (w *Worker) request(ctx context.Context, tc config.Target, batch []crm.Reco
 		}
 	}
 	return results
-}
-
-// Prepare maps ev with the target's mapping in force and identifies it in
-// the CRM. When it cannot be pushed, the result says why (a permanent
-// failure: retrying cannot help); with MISSING_IDENTITY the mapped record
-// comes too. The preview uses it too, so it shows exactly what a push
-// would send.
-func Prepare(c crm.CRM, mappings *mapping.Store, ev *event.Event) (crm.Record, *crm.Result) {
-	ot := ev.ObjectType
-	if ot == "" {
-		ot = event.ObjectContact
-	}
-	m := mappings.Get(c.Name(), ot)
-	if m == nil {
-		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: "UNMAPPABLE", Message: c.Name() + " has no mapping for object type " + ot}
-	}
-	fields, err := m.Apply(ev.Data)
-	if err != nil {
-		return crm.Record{}, &crm.Result{Class: crm.Permanent, Code: "MAPPING_FAILED", Message: err.Error()}
-	}
-	id, err := c.Identify(ev, fields)
-	if err != nil {
-		// The mapped record goes with the failure: the pusher may know the
-		// record by its CRM id instead.
-		return crm.Record{Event: ev, Fields: fields}, &crm.Result{Class: crm.Permanent, Code: codeMissingIdentity, Message: err.Error()}
-	}
-	return crm.Record{Event: ev, Identity: id, Fields: fields}, nil
-}
-
-// codeMissingIdentity is the result of an event that names no record the
-// CRM can match.
-const codeMissingIdentity = "MISSING_IDENTITY"
-
-// PrepareKnown is Prepare and, for an update or delete that lacks the
-// field the CRM matches records by (an email), the CRM id the record's
-// last push to c got, as its status holds it: the plugin then writes by
-// that id.
-func PrepareKnown(ctx context.Context, c crm.CRM, mappings *mapping.Store, st *status.Reader, ev *event.Event) (crm.Record, *crm.Result) {
-	rec, res := Prepare(c, mappings, ev)
-	if res == nil || res.Code != codeMissingIdentity || ev.Operation == event.OpCreate {
-		return rec, res
-	}
-	if known, err := st.Get(ctx, ev.RecordID); err == nil {
-		if t, ok := known.Targets[c.Name()]; ok && t.CRMID != nil {
-			rec.CRMID, res = *t.CRMID, nil
-		}
-	}
-	return rec, res
 }
 
 // waves splits recs into requests of at most size records, in order: a
@@ -552,7 +793,16 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 	if err := w.limiter.Wait(ctx); err != nil {
 		return err
 	}
-	return w.shared.wait(ctx, tc.RateLimitPerMinute, tc.Concurrency)
+	return w.shared.Wait(ctx, tc.RateLimitPerMinute, tc.Concurrency)
+}
+
+// deferItem puts p on its record's subject, due at due, without spending
+// an attempt.
+func (w *Worker) deferItem(p pending, due time.Time, out *outcome) {
+	key := status.Key(p.item.RecordID)
+	out.records[key] = &recordWork{items: []mesh.Item{p.item}, notBefore: due, known: true}
+	out.ids[key] = p.item.RecordID
+	w.deferred.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", w.crm.Name())))
 }
 
 // settle turns the result of one pushed item into its status change and,
@@ -560,8 +810,9 @@ func (w *Worker) waitTurn(ctx context.Context, tc config.Target) error {
 func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcome) {
 	out.results.Inc(w.crm.Name(), res.Class.String(), res.Code)
 	it := p.item
+	key := status.Key(it.RecordID)
 	attempt := it.Attempt + 1
-	if res.Code == codeCircuitOpen {
+	if notACRMFailure(res) {
 		attempt = it.Attempt // not sent: no attempt spent
 	}
 	c := status.Change{RecordID: it.RecordID, Target: w.crm.Name(), EventID: it.EventID, Operation: string(it.Operation),
@@ -569,9 +820,21 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 	if sc := trace.SpanContextFromContext(it.Context(context.Background())); sc.IsValid() {
 		c.TraceID = sc.TraceID().String()
 	}
+	if res.Class == crm.OK || (res.Whole && res.Class == crm.Transient && res.Code != codeCircuitOpen) {
+		// The CRM has (or, after a request that failed as a whole, may
+		// have) applied it: nothing older goes after it. An item the CRM
+		// refused on its own was not applied; a redelivery of older events
+		// of its record must still be pushed.
+		out.applied[it.RecordID] = it.OccurredAt
+	}
 	if res.Class == crm.OK {
 		c.State, c.CRMID = status.StateSynced, res.CRMID
+		c.Pushed = &status.Pushed{EventID: it.EventID, Operation: string(it.Operation), ObjectType: it.ObjectType,
+			OccurredAt: it.OccurredAt, Data: it.Data, At: c.At}
 		out.changes = append(out.changes, c)
+		if p.record {
+			out.unblock[key] = true
+		}
 		return
 	}
 	e := &status.Error{Class: res.Class.String(), Code: res.Code, Message: res.Message, Excerpt: res.Excerpt}
@@ -580,13 +843,9 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 		c.State = status.StateRetrying
 		delay := max(tc.BackoffFor(attempt), res.RetryAfter)
 		it.Attempt = attempt
-		r := out.retries[p.msg]
-		if r == nil {
-			r = &mesh.Work{}
-			out.retries[p.msg] = r
-		}
-		r.Items = append(r.Items, it)
-		out.retryAt[p.msg] = maxTime(out.retryAt[p.msg], w.now().Add(delay))
+		// The retry blocks the record: its later events join it.
+		out.records[key] = &recordWork{items: []mesh.Item{it}, notBefore: w.now().Add(delay), known: true}
+		out.ids[key] = it.RecordID
 		w.retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", w.crm.Name()), attribute.String("class", e.Class)))
 		w.log.Warn("push_retry", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code,
 			"retry_in", delay.String(), "trace_id", c.TraceID)
@@ -597,15 +856,26 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 	e.DeadLettered = true
 	it.Attempt = attempt
 	out.dlq = append(out.dlq, deadLetter{item: it, err: *e})
+	if p.record {
+		out.unblock[key] = true
+	}
 	w.log.Error("push_failed", "record_id", it.RecordID, "event_id", it.EventID, "attempt", attempt, "class", e.Class, "code", e.Code,
 		"message", e.Message, "trace_id", c.TraceID)
 	out.changes = append(out.changes, c)
 }
 
-// publish stores the outcome: dead letters and retries first, then the
-// status changes, all acknowledged by JetStream before the messages are
-// acked.
-func (w *Worker) publish(ctx context.Context, msgs []jetstream.Msg, out outcome) error {
+// maxInFlightPublishes bounds the publishes of one round awaiting their
+// acks.
+const maxInFlightPublishes = 256
+
+// publishTimeout bounds the wait for the acks of at most
+// maxInFlightPublishes publishes.
+const publishTimeout = 10 * time.Second
+
+// publish stores the outcome: dead letters and record messages (retries,
+// deferrals) first, then the status changes, all acknowledged by JetStream
+// before the messages are acked. Then it updates what the owner knows.
+func (w *Worker) publish(ctx context.Context, p *partition, out outcome) error {
 	target := w.crm.Name()
 	var fs []jetstream.PubAckFuture
 	for _, d := range out.dlq {
@@ -622,28 +892,90 @@ func (w *Worker) publish(ctx context.Context, msgs []jetstream.Msg, out outcome)
 		fs = append(fs, f)
 		w.dead.Add(ctx, 1, metric.WithAttributes(attribute.String("target", target), attribute.String("class", d.err.Class)))
 	}
-	for i, r := range out.retries {
-		meta, err := msgs[i].Metadata()
+	// keys[i] is the record key of the record message fs[i] (else ""):
+	// its stream sequence is the record's last.
+	keys := make([]string, len(fs), len(fs)+len(out.records)+1)
+	wait := func() error {
+		// An ack lost with its server (a restart, a closed connection)
+		// never comes: bounded, the round fails and is taken again.
+		actx, cancel := context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+		seqs, err := mesh.WaitAckSeqs(actx, fs)
 		if err != nil {
 			return err
 		}
-		h := nats.Header{}
-		h.Set(mesh.HeaderNotBefore, out.retryAt[i].UTC().Format(time.RFC3339Nano))
-		id := "retry:" + strconv.FormatUint(meta.Sequence.Stream, 10) + ":" + strconv.Itoa(r.Items[0].Attempt)
-		f, err := mesh.PublishWorkAsync(w.js, target, id, r, h)
+		for i, key := range keys {
+			if key != "" {
+				out.records[key].last = seqs[i]
+			}
+		}
+		fs, keys = fs[:0], keys[:0]
+		return nil
+	}
+	var held []jetstream.Msg // replaced by the record messages written now
+	for key, rw := range out.records {
+		if old := p.blocked[key]; old != nil && old.held != nil {
+			held = append(held, old.held)
+		}
+		// Until the outcome is stored, what the stream holds for these
+		// records is unknown.
+		p.blocked[key] = &recordWork{}
+		f, err := mesh.PublishRecordWorkAsync(w.js, target, p.n, key, &mesh.Work{Items: rw.items}, rw.notBefore)
 		if err != nil {
 			return err
 		}
-		fs = append(fs, f)
+		fs, keys = append(fs, f), append(keys, key)
+		if len(fs) >= maxInFlightPublishes {
+			// A hot identity defers hundreds of records per round, in
+			// every partition at once: stay below the client's limit
+			// of pending asynchronous publishes.
+			if err := wait(); err != nil {
+				return err
+			}
+		}
 	}
 	if len(out.changes) > 0 {
-		f, err := mesh.PublishStatusAsync(w.js, "pusher", "", out.changes)
+		// A round of thousands of synced records, each change with the
+		// data pushed, may take several messages.
+		sf, err := mesh.PublishStatusAsync(w.js, "pusher", "", out.changes)
 		if err != nil {
 			return err
 		}
-		fs = append(fs, f)
+		for _, f := range sf {
+			fs, keys = append(fs, f), append(keys, "")
+		}
 	}
-	return mesh.WaitAcks(ctx, fs)
+	// What was attempted is known to the CRM whether or not the outcome
+	// is stored: a redelivery of anything older must not follow it.
+	if len(p.applied)+len(out.applied) > maxApplied {
+		p.applied = map[string]time.Time{} // the status has them
+	}
+	for id, t := range out.applied {
+		if t.After(p.applied[id]) {
+			p.applied[id] = t
+		}
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	for _, m := range held {
+		_ = m.Ack() // a lost one is acked unread when it comes (replaced)
+	}
+	if len(p.done) > maxApplied {
+		p.done = map[string]uint64{}
+	}
+	for key := range out.unblock {
+		if _, again := out.records[key]; !again {
+			if rw := p.blocked[key]; rw != nil && rw.last > 0 {
+				p.done[key] = rw.last
+			}
+			delete(p.blocked, key)
+		}
+	}
+	for key, rw := range out.records {
+		p.blocked[key] = rw
+	}
+	return nil
 }
 
 // pause is the time before which a target takes no request, safe for

@@ -7,6 +7,7 @@ package rules
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/recordsync/record-sync/shared/event"
 	"github.com/recordsync/record-sync/shared/mesh"
@@ -41,6 +43,15 @@ type Config struct {
 	Meter metric.Meter
 	// Tracing traces routing (nothing recorded when nil).
 	Tracing trace.TracerProvider
+	// Waits receives the consumer's waits for JetStream (none when nil).
+	Waits *mesh.Waits
+	// Partitions is the partition count of every target's work
+	// (mesh.DefaultPushPartitions when 0): each target's work is split by
+	// record over that many subjects. It must match the pushers'; Run
+	// refuses to start when the pushers' consumers say otherwise.
+	Partitions int
+	// Targets are the targets whose consumers Run checks for Partitions.
+	Targets []string
 }
 
 // Service routes inbound events.
@@ -55,10 +66,36 @@ type Service struct {
 	tracer    trace.Tracer
 }
 
+// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+var ErrInvalidConfig = errors.New("rules: invalid config")
+
+// withDefaults fills each zero field with its default.
+func (c Config) withDefaults() Config {
+	if c.BatchEvents == 0 {
+		c.BatchEvents = 1000
+	}
+	return c
+}
+
+// Validate checks c once its defaults are filled in.
+func (c Config) Validate() error {
+	if c.BatchEvents < 1 {
+		return fmt.Errorf("%w: BatchEvents must be positive, got %d", ErrInvalidConfig, c.BatchEvents)
+	}
+	return nil
+}
+
 // New returns the rules service.
 func New(js jetstream.JetStream, store *rules.Store, cfg Config, log *slog.Logger) (*Service, error) {
-	if cfg.BatchEvents == 0 {
-		cfg.BatchEvents = 1000
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = mesh.DefaultPushPartitions
+	}
+	if err := (mesh.PushOptions{Partitions: cfg.Partitions}).Validate(); err != nil {
+		return nil, fmt.Errorf("rules config: %w", err)
 	}
 	s := &Service{js: js, rules: store, cfg: cfg, log: log, now: time.Now, tracer: telemetry.Tracer(cfg.Tracing, "rules")}
 	m := telemetry.Or(cfg.Meter)
@@ -72,27 +109,43 @@ func New(js jetstream.JetStream, store *rules.Store, cfg Config, log *slog.Logge
 	return s, nil
 }
 
-// Run consumes sync.in until ctx ends.
+// Run consumes SYNC_IN (sync.in, sync.in.batch) and SYNC_GATHER (the
+// edge's gathered single events), from the consumers `recordsync setup`
+// created, and trims SYNC_GATHER, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, mesh.StreamIn, jetstream.ConsumerConfig{
-		Durable:       mesh.ConsumerRules,
-		Description:   "The rules service: validates, evaluates rules, routes to targets.",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 4096,
-	})
+	in, err := mesh.Bind(ctx, s.js, mesh.StreamIn, mesh.ConsumerRules)
 	if err != nil {
-		return fmt.Errorf("rules consumer: %w", err)
+		return fmt.Errorf("rules: %w", err)
 	}
-	return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.BatchEvents, Size: mesh.Count, Buffer: 64, Wait: 2 * time.Millisecond}, s.log, s.handle)
+	gathered, err := mesh.Bind(ctx, s.js, mesh.StreamGather, mesh.ConsumerRules)
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+	for _, t := range s.cfg.Targets {
+		if err := mesh.CheckPushPartitions(ctx, s.js, t, s.cfg.Partitions); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	consume := func(cons jetstream.Consumer, name, source string) {
+		g.Go(func() error {
+			return mesh.Consume(ctx, cons, mesh.ConsumeOptions{Batch: s.cfg.BatchEvents, Size: mesh.Count, Buffer: 64, Wait: 2 * time.Millisecond,
+				Name: name, Waits: s.cfg.Waits}, s.log, func(ctx context.Context, msgs []jetstream.Msg) []error { return s.handle(ctx, source, msgs) })
+		})
+	}
+	consume(in, mesh.ConsumerRules, "in")
+	consume(gathered, mesh.StreamGather+"/"+mesh.ConsumerRules, "gather")
+	g.Go(func() error { s.trimLoop(ctx, gathered); return nil })
+	return g.Wait()
 }
 
-// handle routes a batch of inbound messages. Everything derived from them
+// handle routes a batch of inbound messages of one stream (source names
+// it in the ids of what is derived). Everything derived from them
 // (status changes, work per target, rejections) is published and
 // acknowledged by JetStream before the messages are acked; a failure naks
 // them all, and the message ids derived from their stream sequences make
 // the redelivery publish nothing twice.
-func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
+func (s *Service) handle(ctx context.Context, source string, msgs []jetstream.Msg) []error {
 	compiled, _ := s.rules.Current()
 	now := s.now().UTC()
 	errs := make([]error, len(msgs))
@@ -117,7 +170,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			first = meta.Sequence.Stream
 		}
 		last = meta.Sequence.Stream
-		events, bad := s.decode(msg)
+		events, traces, bad := s.decode(msg)
 		// The message's trace (from the HTTP edge or the publisher) goes on
 		// with each event, inside its work item.
 		tctx, span := s.tracer.Start(mesh.ExtractTrace(ctx, msg.Headers()), "rules route", trace.WithSpanKind(trace.SpanKindConsumer),
@@ -143,6 +196,9 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 				accepted.Add(target, status.CountAccepted, 1)
 				if item != nil {
 					item.Trace = traceCtx
+					if traces != nil && traces[j] != nil {
+						item.Trace = traces[j] // the request's own, in a gathered message
+					}
 					w := work[target]
 					if w == nil {
 						w = &mesh.Work{Items: make([]mesh.Item, 0, inbound)}
@@ -153,7 +209,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			}
 		}
 		if bad != "" {
-			f, err := s.reject(msg, meta.Sequence.Stream, bad)
+			f, err := s.reject(msg, source, meta.Sequence.Stream, bad)
 			if err != nil {
 				errs[i] = err
 				continue
@@ -161,27 +217,32 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			futures = append(futures, f)
 		}
 	}
-	id := fmt.Sprintf("in:%d-%d", first, last)
+	id := fmt.Sprintf("%s:%d-%d", source, first, last)
 	// Status first, so that "queued" is stored before a push can report
 	// "synced".
 	if len(changes) > 0 {
-		f, err := mesh.PublishStatusAsync(s.js, "rules", id+":status", changes)
+		sf, err := mesh.PublishStatusAsync(s.js, "rules", id+":status", changes)
 		if err != nil {
 			return failAll(errs, err)
 		}
-		futures = append(futures, f)
+		futures = append(futures, sf...)
 		if err := mesh.WaitAcks(ctx, futures); err != nil {
 			return failAll(errs, err)
 		}
 		futures = futures[:0]
 	}
+	// Each target's work goes to the partitions of its records, in the
+	// order routed, so that one pusher owns all the events of a record.
 	for target, w := range work {
-		for k, part := range slices.Collect(slices.Chunk(w.Items, mesh.MaxWorkItems)) {
-			f, err := mesh.PublishWorkAsync(s.js, target, id+":"+target+":"+strconv.Itoa(k), &mesh.Work{Items: part}, nil)
-			if err != nil {
-				return failAll(errs, err)
+		for p, items := range mesh.SplitWork(w.Items, s.cfg.Partitions) {
+			for k, part := range slices.Collect(slices.Chunk(items, mesh.MaxWorkItems)) {
+				msgID := id + ":" + target + ":" + strconv.Itoa(p) + ":" + strconv.Itoa(k)
+				f, err := mesh.PublishWorkAsync(s.js, target, p, msgID, &mesh.Work{Items: part}, nil)
+				if err != nil {
+					return failAll(errs, err)
+				}
+				futures = append(futures, f)
 			}
-			futures = append(futures, f)
 		}
 	}
 	if err := mesh.WaitAcks(ctx, futures); err != nil {
@@ -231,54 +292,76 @@ func joinReasons(r []string) string {
 	return string(b)
 }
 
-// decode returns the valid events of msg and, when some or all are
+// decode returns the valid events of msg, the trace context of each when
+// the message has them (nil otherwise), and, when some or all events are
 // invalid, why.
-func (s *Service) decode(msg jetstream.Msg) ([]event.Event, string) {
+func (s *Service) decode(msg jetstream.Msg) ([]event.Event, []map[string]string, string) {
 	var events []event.Event
-	batch := msg.Subject() == mesh.SubjectInBatch
+	var traces []map[string]string
+	batch := msg.Subject() == mesh.SubjectInBatch || msg.Subject() == mesh.SubjectInGathered
 	if batch {
 		var b mesh.Batch
-		if err := mesh.DecodeStrict(msg.Data(), &b); err != nil {
-			return nil, "body: " + err.Error()
+		if err := event.DecodeStrict(msg.Data(), "body", &b); err != nil {
+			return nil, nil, event.Reason("body", err)
 		}
 		if len(b.Events) == 0 {
-			return nil, "body.events: a batch needs at least one event"
+			return nil, nil, "body.events: a batch needs at least one event"
 		}
 		events = b.Events
+		if len(b.Traces) == len(b.Events) {
+			traces = b.Traces
+		}
 	} else {
 		var ev event.Event
-		if err := mesh.DecodeStrict(msg.Data(), &ev); err != nil {
-			return nil, "body: " + err.Error()
+		if err := event.DecodeStrict(msg.Data(), "body", &ev); err != nil {
+			return nil, nil, event.Reason("body", err)
 		}
 		events = []event.Event{ev}
 	}
+	// occurred_at is judged from the time the event was stored, as the
+	// HTTP edge judged it, however long it waited to be routed.
+	stored := s.now()
+	if meta, err := msg.Metadata(); err == nil {
+		stored = meta.Timestamp
+	}
 	var bad []string
 	ok := events[:0]
+	okTraces := traces[:0]
 	for i := range events {
 		prefix := "body"
 		if batch {
 			prefix = "body.events[" + strconv.Itoa(i) + "]"
 		}
-		if errs := events[i].Validate(prefix, s.cfg.Limits); len(errs) > 0 {
+		if errs := events[i].ValidateAt(prefix, s.cfg.Limits, stored); len(errs) > 0 {
 			bad = append(bad, errs.Error())
 			continue
 		}
 		ok = append(ok, events[i])
+		if traces != nil {
+			okTraces = append(okTraces, traces[i])
+		}
+	}
+	if traces == nil {
+		okTraces = nil
 	}
 	if len(bad) == 0 {
-		return ok, ""
+		return ok, okTraces, ""
 	}
-	return ok, joinReasons(bad)
+	return ok, okTraces, joinReasons(bad)
 }
 
 // reject keeps msg on sync.rejected with the reason. A batch with some
 // invalid events is kept whole; its valid events go on as usual.
-func (s *Service) reject(msg jetstream.Msg, seq uint64, reason string) (jetstream.PubAckFuture, error) {
+func (s *Service) reject(msg jetstream.Msg, source string, seq uint64, reason string) (jetstream.PubAckFuture, error) {
 	out := nats.NewMsg(mesh.SubjectRejected)
 	out.Data = msg.Data()
 	out.Header.Set(mesh.HeaderReason, reason)
 	out.Header.Set(mesh.HeaderSubject, msg.Subject())
-	out.Header.Set(mesh.HeaderMsgID, "rej:"+strconv.FormatUint(seq, 10))
+	id := "rej:" + strconv.FormatUint(seq, 10)
+	if source != "in" {
+		id = "rej:" + source + ":" + strconv.FormatUint(seq, 10)
+	}
+	out.Header.Set(mesh.HeaderMsgID, id)
 	f, err := s.js.PublishMsgAsync(out)
 	if err != nil {
 		return nil, fmt.Errorf("publish rejected: %w", err)

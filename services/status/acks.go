@@ -8,8 +8,13 @@ import (
 )
 
 // ackPlusACK is the body that acknowledges a JetStream message when
-// published to its reply subject, as jetstream.Msg.Ack sends it.
-var ackPlusACK = []byte("+ACK")
+// published to its reply subject, as jetstream.Msg.Ack sends it; ackWPI
+// says it is still in progress, as jetstream.Msg.InProgress does, which
+// restarts its AckWait.
+var (
+	ackPlusACK = []byte("+ACK")
+	ackWPI     = []byte("+WPI")
+)
 
 // delayedAcks acknowledges status changes only once the KV writes they
 // caused are on disk. With KV sync_status in async persist mode, a write is
@@ -51,4 +56,13 @@ func (d *delayedAcks) flush(now time.Time) (next time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return d.pending[0].due, true
+}
+
+// keepAlive tells JetStream that the changes waiting for their ack are
+// still in hand.
+func (d *delayedAcks) keepAlive() {
+	for _, p := range d.pending {
+		// A lost one only means a redelivery, applied as a no-op.
+		_ = d.nc.Publish(p.reply, ackWPI)
+	}
 }

@@ -44,7 +44,7 @@ func BenchmarkStatusService(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		acks = append(acks, f)
+		acks = append(acks, f...)
 		batch = nil
 	}
 	b.ResetTimer()

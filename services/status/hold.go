@@ -12,36 +12,57 @@ import (
 	"github.com/recordsync/record-sync/shared/status"
 )
 
+// pullBytes bounds what the status process pulls ahead of its rounds, in
+// bytes, beside the count (a message may be up to mesh.MaxStatusBytes).
+const pullBytes = 32 << 20
+
 // consume gathers status changes and writes them: a record whose targets
 // have all moved past "queued" at once, one with a target still queued
 // when that target moves on or the hold passes (Hold, or BusyHold in a
 // backlog). A message is acked once every record it carried is written and
 // on disk (see delayedAcks), and naked when one of them could not be
-// written. Acks still held back at a stop are not
-// sent: those changes come again and change nothing.
+// written. Every third of AckWait, every message held or waiting for its
+// ack is reported in progress, so that only a process that died leaves its
+// changes to wait for AckWait. Acks still held back at a stop are not
+// sent: those changes come again and change nothing. A fault of JetStream
+// is waited out (see mesh.Follower).
 func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	f := &mesh.Follower{Name: mesh.ConsumerStatus, Buffer: 1024, MaxBytes: pullBytes, Waits: s.cfg.Waits, Log: s.log}
+	it, err := f.Start(cons)
 	if err != nil {
 		return err
 	}
 	h := &holder{held: map[string]*pendingWrite{}, refs: map[jetstream.Msg]int{}, failed: map[jetstream.Msg]bool{}}
 	work := context.WithoutCancel(ctx)
+	every := s.cfg.AckWait / 3
+	nextKeep := time.Now().Add(every)
 	for ctx.Err() == nil {
-		wait := time.Minute
+		wait := time.Until(nextKeep)
 		if due, ok := h.nextDue(s.hold(h)); ok {
-			wait = max(time.Until(due), time.Millisecond)
+			wait = min(wait, time.Until(due))
 		}
 		if due, ok := s.acks.flush(time.Now()); ok {
-			wait = max(min(wait, time.Until(due)), time.Millisecond)
+			wait = min(wait, time.Until(due))
 		}
-		cctx, cancel := context.WithTimeout(ctx, wait)
+		cctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
 		msgs, err := mesh.Collect(cctx, it, s.cfg.MaxChanges, s.cfg.Linger, mesh.Count)
 		cancel()
+		if len(msgs) > 0 {
+			f.Resumed()
+		}
 		if err != nil && ctx.Err() == nil {
-			it.Stop()
-			return err
+			if it = f.Failed(ctx, it, err); it == nil {
+				break
+			}
 		}
 		s.round(work, h, msgs, false)
+		if now := time.Now(); !now.Before(nextKeep) {
+			s.keepAlive(h)
+			nextKeep = now.Add(every)
+		}
+	}
+	if it == nil {
+		return nil
 	}
 	// Stop pulling, take what the client holds, and write everything.
 	it.Drain()
@@ -56,6 +77,15 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	}
 	s.round(dctx, h, nil, true)
 	return nil
+}
+
+// keepAlive reports every message in hand in progress: those holding
+// records not written yet, and those written and waiting for their ack.
+func (s *Service) keepAlive(h *holder) {
+	for m := range h.refs {
+		_ = m.InProgress() // a lost one only risks a redelivery, applied as a no-op
+	}
+	s.acks.keepAlive()
 }
 
 // holder keeps the records waiting for their final state, in the order
@@ -164,7 +194,13 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	if len(due) == 0 {
 		return
 	}
+	// A round of a backlog writes hundreds of thousands of records, for
+	// longer than AckWait: what is in hand is kept alive meanwhile, or
+	// JetStream would hand out again every message not yet acked (all of
+	// the last AckDelay). Nothing changes h.refs or s.acks while write runs.
+	stopKeep := mesh.Every(s.cfg.AckWait/3, func() { s.keepAlive(h) })
 	failed := s.write(ctx, due)
+	stopKeep()
 	for _, w := range due {
 		for _, m := range w.msgs {
 			if _, bad := failed[w]; bad {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -26,9 +27,11 @@ import (
 
 // Config configures the status service.
 type Config struct {
-	// CacheSize is how many records' last written value and revision are
-	// kept, so that a write needs no read first.
-	CacheSize int
+	// CacheBytes bounds the records whose last written value and revision
+	// are kept, so that a write needs no read first, by their encoded size
+	// (DefaultCacheBytes when zero); the cache takes about twice that in
+	// memory at most.
+	CacheBytes int64
 	// Linger is how long changes are gathered before they are written, so
 	// that the changes of one record (queued, then synced; several
 	// targets) become one KV write. In the durable profile every write is a
@@ -56,9 +59,23 @@ type Config struct {
 	// (its sync_interval). Zero picks DefaultAckDelay when the bucket is
 	// written asynchronously and none otherwise; negative is none.
 	AckDelay time.Duration
+	// AckWait is how long a change handed to a status process may go
+	// without news before JetStream hands it to another (or to the same
+	// process restarted): the process tells JetStream every third of it
+	// that the changes it holds, and those written and waiting for their
+	// ack (AckDelay), are still in hand. So a process that dies leaves its
+	// unwritten changes for at most AckWait. Zero is DefaultAckWait.
+	AckWait time.Duration
+	// Waits receives the consumer's waits for JetStream (none when nil).
+	Waits *mesh.Waits
 	// Meter records writes and conflicts (none when nil).
 	Meter metric.Meter
 }
+
+// DefaultAckWait is Config.AckWait when unset: longer than a round of
+// writes takes under load, short enough that statuses are current again
+// within seconds after a status process died.
+const DefaultAckWait = 10 * time.Second
 
 // DefaultAckDelay is Config.AckDelay for a bucket written asynchronously:
 // the server's default sync_interval (2m, the one both profiles use) and
@@ -80,6 +97,12 @@ const (
 // DefaultLinger is Config.Linger when unset.
 const DefaultLinger = 250 * time.Millisecond
 
+// DefaultCacheBytes is the cache's bound (Config.CacheBytes): 32 MiB of
+// records as encoded, about 64 MB of memory, 25,000 records of three
+// targets with full histories, or more of one; a record not cached costs
+// a read when its next change is written.
+const DefaultCacheBytes = 32 << 20
+
 // Service writes status changes to KV.
 type Service struct {
 	js     jetstream.JetStream
@@ -91,62 +114,84 @@ type Service struct {
 	writes metric.Int64Counter
 }
 
+// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+var ErrInvalidConfig = errors.New("status: invalid config")
+
+// withDefaults fills each zero field with its default: the one place the
+// defaults are written.
+func (c Config) withDefaults() Config {
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setD := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setD(&c.Linger, DefaultLinger)
+	set(&c.MaxChanges, 20_000)
+	setD(&c.Hold, DefaultHold)
+	setD(&c.BusyHold, DefaultBusyHold)
+	set(&c.BusyAt, DefaultBusyAt)
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
+	}
+	return c
+}
+
+// Validate checks c once its defaults are filled in, and reports every bad
+// field at once. A negative AckDelay is valid: no delay.
+func (c Config) Validate() error {
+	var errs []error
+	positive := func(name string, ok bool) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: %s must be positive", ErrInvalidConfig, name))
+		}
+	}
+	positive("CacheBytes", c.CacheBytes > 0)
+	positive("Linger", c.Linger > 0)
+	positive("MaxChanges", c.MaxChanges > 0)
+	positive("Hold", c.Hold > 0)
+	positive("BusyHold", c.BusyHold > 0)
+	positive("BusyAt", c.BusyAt > 0)
+	return errors.Join(errs...)
+}
+
 // New returns the status service writing to kv.
 func New(js jetstream.JetStream, kv jetstream.KeyValue, cfg Config, log *slog.Logger) (*Service, error) {
-	if cfg.Linger == 0 {
-		cfg.Linger = DefaultLinger
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.MaxChanges == 0 {
-		cfg.MaxChanges = 20_000
+	if cfg.AckWait == 0 {
+		cfg.AckWait = DefaultAckWait
 	}
-	if cfg.Hold == 0 {
-		cfg.Hold = DefaultHold
-	}
-	if cfg.BusyHold == 0 {
-		cfg.BusyHold = DefaultBusyHold
-	}
-	if cfg.BusyAt == 0 {
-		cfg.BusyAt = DefaultBusyAt
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = 400_000
-	}
-	s := &Service{js: js, kv: kv, cfg: cfg, log: log, cache: newCache(cfg.CacheSize)}
+	s := &Service{js: js, kv: kv, cfg: cfg, log: log, cache: newCache(cfg.CacheBytes)}
 	var err error
 	s.writes, err = telemetry.Or(cfg.Meter).Int64Counter("recordsync_status_writes",
 		metric.WithDescription("KV writes of record statuses, by result (ok, conflict, error)"))
 	return s, err
 }
 
-// Run consumes status changes until ctx ends.
+// Run consumes status changes, from the consumer `recordsync setup`
+// created, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	delay, err := s.ackDelay(ctx)
 	if err != nil {
 		return err
 	}
-	// Changes wait for their ack for delay: they must not be redelivered
-	// meanwhile, nor stop the flow.
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, mesh.StreamStatus, jetstream.ConsumerConfig{
-		Durable:       mesh.ConsumerStatus,
-		Description:   "The status service: folds status changes into KV sync_status.",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait(delay),
-		MaxAckPending: 500_000,
-	})
+	// Changes wait for their ack for delay, kept in hand meanwhile by
+	// progress reports (see keepAlive), so that AckWait stays short.
+	cons, err := mesh.Bind(ctx, s.js, mesh.StreamStatus, mesh.ConsumerStatus)
 	if err != nil {
-		return fmt.Errorf("status consumer: %w", err)
+		return fmt.Errorf("status: %w", err)
 	}
+	// The progress reports follow the AckWait setup gave the consumer.
+	s.cfg.AckWait = cons.CachedInfo().Config.AckWait
 	s.acks = &delayedAcks{nc: s.js.Conn(), delay: delay}
 	return s.consume(ctx, cons)
-}
-
-// ackWait is how long a status process may hold a change unacked before
-// another gets it: long enough for the ack delay and a round of writes.
-func ackWait(delay time.Duration) time.Duration {
-	if delay == 0 {
-		return 30 * time.Second
-	}
-	return max(2*delay, 2*time.Second)
 }
 
 // ackDelay returns how long written changes wait for their ack: none when
@@ -175,6 +220,7 @@ type pendingWrite struct {
 	base    uint64
 	counts  status.Delta // how this write moves the counters
 	future  jetstream.PubAckFuture
+	size    int // the encoded size of rec, as published
 }
 
 // write writes each record of writes once, all in flight together, and
@@ -211,7 +257,7 @@ func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendin
 		for _, w := range inFlight {
 			select {
 			case ack := <-w.future.Ok():
-				s.cache.put(w.key, w.rec, ack.Sequence)
+				s.cache.put(w.key, w.rec, ack.Sequence, w.size)
 				s.logChanges(w)
 				counts.Merge(w.counts)
 				results["ok"]++
@@ -234,13 +280,37 @@ func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendin
 			}
 		}
 	}
-	// The counters move with the writes that succeeded. Should this fail,
-	// the messages are redelivered, but their changes are already in KV and
-	// apply as no-ops: the counters then stay behind by this round.
-	if err := mesh.PublishCounts(ctx, s.js, counts, ""); err != nil {
-		s.log.Error("counters_not_updated", "error", err.Error())
-	}
+	s.publishCounts(ctx, counts)
 	return failed
+}
+
+// countsRetryFor is how long a round retries its counters while NATS is
+// away (a server restart takes seconds).
+const countsRetryFor = 30 * time.Second
+
+// publishCounts moves the counters by the writes that succeeded. The
+// messages are acked after it, but their changes are already in KV: were
+// they redelivered, they would apply as no-ops and the counters would stay
+// behind. So it retries, under one message id that JetStream deduplicates,
+// until NATS takes it or countsRetryFor passes. (A process killed in
+// between still loses the round's counts.)
+func (s *Service) publishCounts(ctx context.Context, counts status.Delta) {
+	id := nuid.Next()
+	deadline := time.Now().Add(countsRetryFor)
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		// An ack lost with its server never comes: each try is bounded.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := mesh.PublishCounts(actx, s.js, counts, id)
+		cancel()
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			s.log.Error("counters_not_updated", "error", err.Error())
+			return
+		}
+		mesh.Sleep(ctx, backoff)
+	}
 }
 
 // maxAttempts bounds the writes of one record in one batch when other
@@ -266,7 +336,7 @@ func (s *Service) publish(w *pendingWrite) error {
 		return fmt.Errorf("encode status: %w", err)
 	}
 	m := nats.NewMsg("$KV." + mesh.BucketStatus + "." + w.key)
-	m.Data = raw
+	m.Data, w.size = raw, len(raw)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.base, 10))
 	f, err := s.js.PublishMsgAsync(m)
 	if err != nil {

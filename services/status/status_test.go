@@ -17,7 +17,7 @@ import (
 	"github.com/recordsync/record-sync/shared/status"
 )
 
-// setup starts a server with the mesh's streams and returns the status
+// setup starts a server with the mesh's streams and consumers and returns the status
 // service's JetStream, an operator's that publishes changes as rules and
 // pushers do, and KV sync_status.
 func setup(ctx context.Context, tb testing.TB) (js, pub jetstream.JetStream, kv jetstream.KeyValue) {
@@ -25,7 +25,13 @@ func setup(ctx context.Context, tb testing.TB) (js, pub jetstream.JetStream, kv 
 	srv := natstest.RunServer(tb)
 	_, js = natstest.Connect(tb, srv, "status")
 	_, pub = natstest.Connect(tb, srv, "operator")
-	if err := mesh.Ensure(ctx, js, mesh.Options{}); err != nil {
+	// What `recordsync setup` does, as the operator: the status user may
+	// create nothing.
+	o := mesh.Options{}
+	if err := mesh.Ensure(ctx, pub, o); err != nil {
+		tb.Fatal(err)
+	}
+	if err := mesh.EnsureConsumers(ctx, pub, nil, o); err != nil {
 		tb.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, mesh.BucketStatus)
@@ -33,6 +39,17 @@ func setup(ctx context.Context, tb testing.TB) (js, pub jetstream.JetStream, kv 
 		tb.Fatal(err)
 	}
 	return js, pub, kv
+}
+
+// operatorKV is KV sync_status as the operator sees it: the status user
+// only writes it, and may not watch it.
+func operatorKV(ctx context.Context, tb testing.TB, pub jetstream.JetStream) jetstream.KeyValue {
+	tb.Helper()
+	kv, err := pub.KeyValue(ctx, mesh.BucketStatus)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return kv
 }
 
 // nextPut returns the next value watch sees written, decoded, failing the
@@ -94,7 +111,7 @@ func TestTwoWritersConverge(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	rng.Shuffle(len(changes), func(i, j int) { changes[i], changes[j] = changes[j], changes[i] })
-	watch, err := kv.WatchAll(ctx)
+	watch, err := operatorKV(ctx, t, pub).WatchAll(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +168,12 @@ func TestLostWriteComesBack(t *testing.T) {
 	if err != nil || st.CachedInfo().Config.PersistMode != jetstream.AsyncPersistMode {
 		t.Fatalf("KV sync_status is not written asynchronously: %v", err)
 	}
-	watch, err := kv.Watch(ctx, status.Key("r1"), jetstream.UpdatesOnly())
+	// A change held back 3 s comes again after twice that, as setup would
+	// configure the consumer for that ack delay.
+	if err := mesh.EnsureConsumers(ctx, pub, nil, mesh.Options{StatusAckWait: 6 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	watch, err := operatorKV(ctx, t, pub).Watch(ctx, status.Key("r1"), jetstream.UpdatesOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +240,7 @@ func TestBacklogHoldsQueued(t *testing.T) {
 			t.Errorf("status service: %v", err)
 		}
 	})
-	watch, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	watch, err := operatorKV(ctx, t, pub).WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ var ErrUnknownTarget = errors.New("unknown target")
 // cheap and safe for concurrent use.
 type Store struct {
 	kv       jetstream.KeyValue
+	writer   jetstream.KeyValue // Set writes through it (kv when nil)
 	defaults Defaults
 	log      *slog.Logger
 
@@ -32,7 +33,15 @@ type Store struct {
 	overrides map[string]Override
 	bad       map[string]string  // target -> why its KV value is not applied
 	circuits  map[string]Circuit // target -> its pushers' circuit breaker
+	hosts     map[string]string  // target -> the api_host its pushers announced
 }
+
+// APIHostPrefix starts the key of the api_host a target's pushers use when
+// no override sets one: api_host.<target>. The pushers announce it
+// (AnnounceAPIHost), so that every process, an edge answering GET
+// /v1/sync/config among them, reports the host the pushers really call
+// rather than one derived from its own RECORDSYNC_CRMSIM_ADDR.
+const APIHostPrefix = "api_host."
 
 // CircuitPrefix starts the key of a target's circuit state in
 // sync_config: circuit.<target>.
@@ -49,8 +58,14 @@ type Circuit struct {
 
 // NewStore returns a Store over the bucket kv.
 func NewStore(kv jetstream.KeyValue, d Defaults, log *slog.Logger) *Store {
-	return &Store{kv: kv, defaults: d, log: log, overrides: map[string]Override{}, bad: map[string]string{}, circuits: map[string]Circuit{}}
+	return &Store{kv: kv, defaults: d, log: log, overrides: map[string]Override{}, bad: map[string]string{}, circuits: map[string]Circuit{}, hosts: map[string]string{}}
 }
+
+// UseWriter makes the writes of the store (and the reads they start with)
+// go through kv, a handle on the same bucket from a connection whose user
+// may write it (the admin user): the services' own users may not. Call it
+// before the store is used.
+func (s *Store) UseWriter(kv jetstream.KeyValue) { s.writer = kv }
 
 // Targets returns the configured target names, sorted.
 func (s *Store) Targets() []string {
@@ -67,7 +82,7 @@ func (s *Store) DefaultTargets() []string { return s.defaults.DefaultTargets }
 
 // Get returns the effective configuration of target.
 func (s *Store) Get(target string) (Target, bool) {
-	t, ok := s.defaults.Targets[target]
+	t, ok := s.base(target)
 	if !ok {
 		return Target{}, false
 	}
@@ -78,6 +93,49 @@ func (s *Store) Get(target string) (Target, bool) {
 		t = o.Apply(t)
 	}
 	return t, true
+}
+
+// base is target's configuration before its override: the defaults, with
+// the api_host its pushers announced.
+func (s *Store) base(target string) (Target, bool) {
+	t, ok := s.defaults.Targets[target]
+	if !ok {
+		return Target{}, false
+	}
+	s.mu.RLock()
+	if host := s.hosts[target]; host != "" {
+		t.APIHost = host
+	}
+	s.mu.RUnlock()
+	return t, true
+}
+
+// AnnounceAPIHost stores, for every process to use, the api_host this
+// process's defaults give target (the pushers call it: theirs is the host
+// that is called).
+func (s *Store) AnnounceAPIHost(ctx context.Context, target string) error {
+	t, ok := s.defaults.Targets[target]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownTarget, target)
+	}
+	if _, err := s.kv.Put(ctx, APIHostPrefix+target, []byte(t.APIHost)); err != nil {
+		return fmt.Errorf("announce api_host of %s: %w", target, err)
+	}
+	s.setHost(target, t.APIHost)
+	return nil
+}
+
+func (s *Store) setHost(target, host string) {
+	if _, ok := s.defaults.Targets[target]; !ok {
+		return
+	}
+	if mine := s.defaults.Targets[target].APIHost; host != "" && host != mine {
+		s.log.Warn("api_host_from_pushers", "target", target, "api_host", host, "own_default", mine,
+			"detail", "the pushers announced another api_host than this process's RECORDSYNC_CRMSIM_ADDR gives; theirs is used")
+	}
+	s.mu.Lock()
+	s.hosts[target] = host
+	s.mu.Unlock()
 }
 
 // Problems returns, per target, why a value written to KV is not applied.
@@ -91,6 +149,12 @@ func (s *Store) Problems() map[string]string {
 // follows changes.
 func (s *Store) Load(ctx context.Context, maxBatch func(string) int) error {
 	for _, name := range s.Targets() {
+		switch e, err := s.kv.Get(ctx, APIHostPrefix+name); {
+		case err == nil:
+			s.setHost(name, string(e.Value()))
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return fmt.Errorf("load api_host of %s: %w", name, err)
+		}
 		e, err := s.kv.Get(ctx, name)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
@@ -114,6 +178,14 @@ func (s *Store) Watch(ctx context.Context, maxBatch func(string) int) error {
 	mesh.Follow(ctx, w, nil, func(e jetstream.KeyValueEntry) {
 		if strings.HasPrefix(e.Key(), CircuitPrefix) {
 			s.followCircuit(e)
+			return
+		}
+		if target, ok := strings.CutPrefix(e.Key(), APIHostPrefix); ok {
+			host := ""
+			if e.Operation() == jetstream.KeyValuePut {
+				host = string(e.Value())
+			}
+			s.setHost(target, host)
 			return
 		}
 		if _, ok := s.defaults.Targets[e.Key()]; !ok {
@@ -147,7 +219,7 @@ func (s *Store) apply(target string, raw []byte, maxBatch func(string) int) {
 }
 
 func (s *Store) parse(target string, raw []byte, maxBatch func(string) int) (Override, Target, error) {
-	base, ok := s.defaults.Targets[target]
+	base, ok := s.base(target)
 	if !ok {
 		return Override{}, Target{}, fmt.Errorf("%w %q", ErrUnknownTarget, target)
 	}
@@ -167,14 +239,18 @@ func (s *Store) parse(target string, raw []byte, maxBatch func(string) int) (Ove
 // other's changes. It returns the new effective configuration; a
 // valid.Errors error names each bad field.
 func (s *Store) Set(ctx context.Context, target string, o Override, maxBatch int) (Target, error) {
-	base, ok := s.defaults.Targets[target]
+	base, ok := s.base(target)
 	if !ok {
 		return Target{}, fmt.Errorf("%w %q", ErrUnknownTarget, target)
+	}
+	kv := s.kv
+	if s.writer != nil {
+		kv = s.writer
 	}
 	for {
 		var cur Override
 		var rev uint64
-		e, err := s.kv.Get(ctx, target)
+		e, err := kv.Get(ctx, target)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
@@ -197,7 +273,7 @@ func (s *Store) Set(ctx context.Context, target string, o Override, maxBatch int
 		if err != nil {
 			return t, fmt.Errorf("encode config: %w", err)
 		}
-		_, err = mesh.PutRevision(ctx, s.kv, target, raw, rev)
+		_, err = mesh.PutRevision(ctx, kv, target, raw, rev)
 		if errors.Is(err, mesh.ErrStaleRevision) {
 			continue
 		}

@@ -1,12 +1,14 @@
-// Package config holds record-sync's configuration: the process settings
-// read from the environment, and the per-target settings seeded from
-// defaults.json and overridden at runtime in KV sync_config.
+// Package config holds record-sync's per-target configuration: the
+// settings every target starts from (defaults.json), each CRM plugin's own
+// defaults on top (its crm.Factory), and the overrides made at runtime in
+// KV sync_config.
 package config
 
 import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"time"
@@ -149,26 +151,51 @@ func (t Target) BackoffFor(attempt int) time.Duration {
 	return time.Duration(t.Backoff[i])
 }
 
-// Defaults is the checked-in starting configuration: which targets an event
-// without targets goes to, and each target's settings.
+// Defaults is the starting configuration: which targets an event without
+// targets goes to, and each target's settings.
 type Defaults struct {
 	DefaultTargets []string          `json:"default_targets"`
 	Targets        map[string]Target `json:"targets"`
 }
 
-// LoadDefaults parses the checked-in defaults. A target with an empty
-// api_host talks to the CRM emulator at crmsimAddr, under its prefix.
-func LoadDefaults(crmsimAddr string) (Defaults, error) {
-	var d Defaults
-	if err := mesh.DecodeStrict(defaultsJSON, &d); err != nil {
-		return d, fmt.Errorf("config defaults: %w", err)
+// defaultsFile is defaults.json: the default targets, and the settings
+// every target starts from before its CRM plugin's own (its batch size,
+// rate limit and concurrency).
+type defaultsFile struct {
+	DefaultTargets []string `json:"default_targets"`
+	Target         Target   `json:"target"`
+}
+
+// LoadDefaults returns the starting configuration of targets: each is
+// defaults.json's "target" with the CRM plugin's own defaults on top
+// (targets, by name). A target with an empty api_host talks to the CRM
+// emulator at crmsimAddr, under its prefix. Each must validate against its
+// CRM's largest batch (maxBatch), and each default target must be one of
+// targets.
+func LoadDefaults(crmsimAddr string, targets map[string]Override, maxBatch func(string) int) (Defaults, error) {
+	var f defaultsFile
+	if err := mesh.DecodeStrict(defaultsJSON, &f); err != nil {
+		return Defaults{}, fmt.Errorf("config defaults: %w", err)
 	}
-	for name, t := range d.Targets {
+	d := Defaults{DefaultTargets: f.DefaultTargets, Targets: make(map[string]Target, len(targets))}
+	var errs valid.Errors
+	for _, name := range slices.Sorted(maps.Keys(targets)) {
+		t := targets[name].Apply(f.Target)
 		t.Target = name
+		t.Backoff = slices.Clone(t.Backoff)
 		if t.APIHost == "" {
 			t.APIHost = "http://" + crmsimAddr + "/" + name
 		}
+		errs = append(errs, t.Validate("defaults."+name, maxBatch(name))...)
 		d.Targets[name] = t
+	}
+	for i, name := range d.DefaultTargets {
+		if _, ok := d.Targets[name]; !ok {
+			errs.Add(fmt.Sprintf("default_targets[%d]", i), "is no registered CRM's name", name)
+		}
+	}
+	if len(errs) > 0 {
+		return Defaults{}, fmt.Errorf("config defaults: %w", errs)
 	}
 	return d, nil
 }

@@ -33,7 +33,8 @@ type Letter struct {
 	item     mesh.Item
 }
 
-// Filter chooses dead letters. Zero fields match everything.
+// Filter chooses dead letters. Zero fields match everything; an empty
+// Target, every target.
 type Filter struct {
 	Target string
 	Code   string
@@ -80,14 +81,69 @@ func Latest(ctx context.Context, js jetstream.JetStream, target, recordID string
 	return letter(target, m.Data, m.Header, m.Time)
 }
 
-// List hands fn the latest dead letter of every record of f.Target that f
-// matches, oldest first, until fn returns an error.
+// ParseTime reads a time bound of a filter: a duration back from now
+// ("24h", "90m") or an RFC 3339 time; "" is the zero time.
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, errors.New("a duration back from now must not be negative")
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errors.New("must be a duration back from now (24h) or an RFC 3339 time")
+	}
+	return t, nil
+}
+
+// StillFailed reports whether rec, a record's status, still shows the
+// failure l dead-lettered: the same event, failed and dead-lettered.
+func StillFailed(rec status.Record, l Letter) bool {
+	t, ok := rec.Targets[l.Target]
+	return ok && t.State == status.StateFailed && t.LastError != nil && t.LastError.DeadLettered && t.EventID == l.EventID
+}
+
+// ListFailed is List of the letters whose record still shows their
+// failure (StillFailed): a record retried or replayed, and synced or moved
+// on to a newer event since, is not listed.
+func ListFailed(ctx context.Context, js jetstream.JetStream, st *status.Reader, f Filter, fn func(Letter) error) error {
+	return List(ctx, js, f, func(l Letter) error {
+		failed, err := stillFailed(ctx, st, l)
+		if err != nil || !failed {
+			return err
+		}
+		return fn(l)
+	})
+}
+
+func stillFailed(ctx context.Context, st *status.Reader, l Letter) (bool, error) {
+	rec, err := st.Get(ctx, l.RecordID)
+	if errors.Is(err, status.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return StillFailed(rec, l), nil
+}
+
+// List hands fn the latest dead letter of every record of f.Target (every
+// target when empty) that f matches, oldest first, until fn returns an
+// error.
 func List(ctx context.Context, js jetstream.JetStream, f Filter, fn func(Letter) error) error {
 	stream, err := js.Stream(ctx, mesh.StreamDLQ)
 	if err != nil {
 		return err
 	}
-	subject := mesh.SubjectDLQ(f.Target, ">")
+	target := f.Target
+	if target == "" {
+		target = "*"
+	}
+	subject := mesh.SubjectDLQ(target, ">")
 	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		return err
@@ -113,7 +169,7 @@ func List(ctx context.Context, js jetstream.JetStream, f Filter, fn func(Letter)
 		if err != nil {
 			return err
 		}
-		l, err := letter(f.Target, m.Data(), m.Headers(), meta.Timestamp)
+		l, err := letter(targetOf(m.Subject()), m.Data(), m.Headers(), meta.Timestamp)
 		if err != nil {
 			return err
 		}
@@ -129,6 +185,13 @@ func List(ctx context.Context, js jetstream.JetStream, f Filter, fn func(Letter)
 	return nil
 }
 
+// targetOf is the target of a dead letter's subject, sync.dlq.<target>.<key>.
+func targetOf(subject string) string {
+	rest := strings.TrimPrefix(subject, "sync.dlq.")
+	target, _, _ := strings.Cut(rest, ".")
+	return target
+}
+
 // ErrNotFailed is returned by Requeue for a record whose status no longer
 // shows the dead letter's failure.
 var ErrNotFailed = errors.New("the record's status no longer shows this failure")
@@ -141,25 +204,31 @@ func Requeue(ctx context.Context, js jetstream.JetStream, st *status.Reader, l L
 	if err != nil {
 		return err
 	}
-	t, ok := rec.Targets[l.Target]
-	if !ok || t.State != status.StateFailed || t.LastError == nil || !t.LastError.DeadLettered || t.EventID != l.EventID {
+	if !StillFailed(rec, l) {
 		return ErrNotFailed
 	}
+	t := rec.Targets[l.Target]
 	it := l.item
 	it.Attempt = 0
 	it.Generation = t.Generation + 1
 	id := fmt.Sprintf("requeue:%s:%s:%d", l.Target, it.EventID, it.Generation)
-	f, err := mesh.PublishWorkAsync(js, l.Target, id, &mesh.Work{Items: []mesh.Item{it}}, nil)
+	// The partition count is the one the target's consumers were made for.
+	n, err := mesh.LookupPushPartitions(ctx, js, l.Target, mesh.DefaultPushPartitions)
+	if err != nil {
+		return err
+	}
+	f, err := mesh.PublishWorkAsync(js, l.Target, mesh.Partition(it.RecordID, n), id, &mesh.Work{Items: []mesh.Item{it}}, nil)
 	if err != nil {
 		return err
 	}
 	fs := []jetstream.PubAckFuture{f}
 	c := status.Change{RecordID: it.RecordID, Target: l.Target, EventID: it.EventID, Operation: string(it.Operation),
 		OccurredAt: it.OccurredAt, Generation: it.Generation, State: status.StateQueued, At: time.Now().UTC()}
-	if f, err = mesh.PublishStatusAsync(js, source, id, []status.Change{c}); err != nil {
+	sf, err := mesh.PublishStatusAsync(js, source, id, []status.Change{c})
+	if err != nil {
 		return err
 	}
-	return mesh.WaitAcks(ctx, append(fs, f))
+	return mesh.WaitAcks(ctx, append(fs, sf...))
 }
 
 // Result counts what Replay did.
@@ -167,8 +236,10 @@ type Result struct {
 	Matched, Requeued, Skipped int
 }
 
-// Replay re-enqueues every dead letter f matches (only counts them when
-// dryRun), calling progress after each one.
+// Replay re-enqueues every dead letter f matches whose record still shows
+// its failure, and counts the others as skipped; a dry run checks each the
+// same way and re-enqueues nothing, so that it counts what the replay would
+// skip. It calls progress after each letter.
 func Replay(ctx context.Context, js jetstream.JetStream, st *status.Reader, f Filter, dryRun bool, source string, progress func(Result)) (Result, error) {
 	var res Result
 	var letters []Letter
@@ -178,6 +249,13 @@ func Replay(ctx context.Context, js jetstream.JetStream, st *status.Reader, f Fi
 	res.Matched = len(letters)
 	for _, l := range letters {
 		if dryRun {
+			failed, err := stillFailed(ctx, st, l)
+			if err != nil {
+				return res, err
+			}
+			if !failed {
+				res.Skipped++
+			}
 			if progress != nil {
 				progress(res)
 			}

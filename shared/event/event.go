@@ -11,8 +11,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/recordsync/record-sync/shared/valid"
 )
@@ -36,7 +38,7 @@ const (
 // Event is one create, update or delete of a record in System A.
 type Event struct {
 	EventID    string         `json:"event_id,omitempty" doc:"Idempotency key; the Idempotency-Key header is used when absent; generated when both are absent." maxLength:"128" example:"e-9"`
-	RecordID   string         `json:"record_id" doc:"System A's id of the record: 1-128 of A-Z a-z 0-9 . _ : @ -" example:"c-123"`
+	RecordID   string         `json:"record_id" doc:"System A's id of the record: 1-128 of A-Z a-z 0-9 . _ : @ -, not . or .." example:"c-123"`
 	ObjectType string         `json:"object_type,omitempty" enum:"contact,lead" doc:"contact (default) or lead"`
 	Operation  Operation      `json:"operation" enum:"create,update,delete"`
 	Targets    []string       `json:"targets,omitempty" doc:"CRMs to sync to; the configured default targets when absent" example:"[\"hubspot\"]"`
@@ -53,7 +55,22 @@ type Limits struct {
 	MaxValueLen int
 	// Targets are the target names an event may name.
 	Targets []string
+	// MaxFuture is how far after the time of acceptance occurred_at may
+	// be (DefaultMaxFuture when zero): a clock running ahead is tolerated,
+	// a date in the future is not, since it would order every later
+	// event of the record before it.
+	MaxFuture time.Duration
+	// MaxAge, when positive, is how far before the time of acceptance
+	// occurred_at may be. occurred_at is never before Earliest.
+	MaxAge time.Duration
 }
+
+// DefaultMaxFuture is how far in the future occurred_at may be when
+// Limits.MaxFuture is zero.
+const DefaultMaxFuture = 5 * time.Minute
+
+// Earliest is the earliest occurred_at an event may carry.
+var Earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // DefaultLimits are the limits used when none are configured.
 func DefaultLimits(targets []string) Limits {
@@ -62,10 +79,14 @@ func DefaultLimits(targets []string) Limits {
 
 const maxIDLen = 128
 
+// IDRule words what ValidID accepts, for error messages.
+const IDRule = `must be 1-128 of A-Z a-z 0-9 . _ : @ - (and not "." or "..")`
+
 // ValidID reports whether s is a valid record or event id: 1-128 of
-// A-Z a-z 0-9 . _ : @ -.
+// A-Z a-z 0-9 . _ : @ -, other than "." and "..", which are path segments
+// of their own and could not be part of a status URL.
 func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > maxIDLen {
+	if len(s) == 0 || len(s) > maxIDLen || s == "." || s == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -103,20 +124,28 @@ func (e *Event) Normalize(defaultTargets []string, now time.Time) {
 	}
 }
 
-// Validate checks an event against the contract and lim, and returns every
-// problem found, each naming its field under prefix (for example "body" or
-// "body.events[3]"). It returns nil for a valid event.
+// Validate checks an event accepted now against the contract and lim, and
+// returns every problem found, each naming its field under prefix (for
+// example "body" or "body.events[3]"). It returns nil for a valid event.
 func (e *Event) Validate(prefix string, lim Limits) valid.Errors {
+	return e.ValidateAt(prefix, lim, time.Now())
+}
+
+// ValidateAt is Validate for an event accepted at the time accepted: the
+// window of occurred_at is relative to it, so that an event judged again
+// later (by the rules service, from the time JetStream stored it) gets the
+// same verdict.
+func (e *Event) ValidateAt(prefix string, lim Limits, accepted time.Time) valid.Errors {
 	var errs valid.Errors
 	add := func(field, msg string, v any) { errs.Add(prefix+"."+field, msg, v) }
 	if e.EventID != "" && !ValidID(e.EventID) {
-		add("event_id", "must be 1-128 of A-Z a-z 0-9 . _ : @ -", e.EventID)
+		add("event_id", IDRule, e.EventID)
 	}
 	switch {
 	case e.RecordID == "":
 		add("record_id", "is required", nil)
 	case !ValidID(e.RecordID):
-		add("record_id", "must be 1-128 of A-Z a-z 0-9 . _ : @ -", e.RecordID)
+		add("record_id", IDRule, e.RecordID)
 	}
 	switch e.ObjectType {
 	case "", ObjectContact, ObjectLead:
@@ -144,8 +173,15 @@ func (e *Event) Validate(prefix string, lim Limits) valid.Errors {
 		add("data", fmt.Sprintf("has %d fields, more than the limit of %d", len(e.Data), lim.MaxFields), nil)
 	}
 	for _, k := range sortedKeys(e.Data) {
-		if k == "" || len(k) > maxIDLen {
+		switch {
+		case k == "" || len(k) > maxIDLen:
 			add("data", "field names must be 1-128 bytes", k)
+			continue
+		case !utf8.ValidString(k):
+			add("data", "field name is not valid UTF-8", strconv.QuoteToASCII(k))
+			continue
+		case strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			add("data", "field name holds a NUL or another control character", strconv.QuoteToASCII(k))
 			continue
 		}
 		switch v := e.Data[k].(type) {
@@ -153,6 +189,8 @@ func (e *Event) Validate(prefix string, lim Limits) valid.Errors {
 		case string:
 			if len(v) > lim.MaxValueLen {
 				add("data."+k, fmt.Sprintf("is longer than %d bytes", lim.MaxValueLen), nil)
+			} else if !utf8.ValidString(v) {
+				add("data."+k, "is not valid UTF-8", nil)
 			}
 		default:
 			add("data."+k, "must be a string, number, boolean or null", nil)
@@ -160,6 +198,21 @@ func (e *Event) Validate(prefix string, lim Limits) valid.Errors {
 	}
 	if e.Operation != OpDelete && e.Operation != "" && len(e.Data) == 0 {
 		add("data", "is required for create and update", nil)
+	}
+	if !e.OccurredAt.IsZero() {
+		maxFuture := lim.MaxFuture
+		if maxFuture <= 0 {
+			maxFuture = DefaultMaxFuture
+		}
+		at := e.OccurredAt.UTC().Format(time.RFC3339Nano)
+		switch {
+		case e.OccurredAt.Before(Earliest):
+			add("occurred_at", "is before "+Earliest.Format(time.RFC3339), at)
+		case lim.MaxAge > 0 && e.OccurredAt.Before(accepted.Add(-lim.MaxAge)):
+			add("occurred_at", fmt.Sprintf("is more than %s in the past", lim.MaxAge), at)
+		case e.OccurredAt.After(accepted.Add(maxFuture)):
+			add("occurred_at", fmt.Sprintf("is more than %s in the future", maxFuture), at)
+		}
 	}
 	return errs
 }

@@ -26,6 +26,25 @@ func Marshal(v any) ([]byte, error) {
 	return b, nil
 }
 
+// MarshalNoEscape returns the JSON encoding of v without escaping the HTML
+// characters < > &, as an encoding/json Encoder with SetEscapeHTML(false)
+// writes it (without its trailing newline): a document re-encoded so grows
+// only by what its decoding dropped (escapes of characters JSON does not
+// need escaped shrink; U+2028 and U+2029 grow from 3 to 6 bytes).
+func MarshalNoEscape(v any) ([]byte, error) {
+	b, err := gojson.MarshalWithOption(v, gojson.DisableHTMLEscape())
+	if err == nil {
+		return b, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // Unmarshal decodes data into v, as encoding/json.Unmarshal does.
 func Unmarshal(data []byte, v any) error {
 	if err := gojson.Unmarshal(data, v); err == nil {
@@ -38,29 +57,33 @@ func Unmarshal(data []byte, v any) error {
 // DecodeStrict decodes data into v, refusing unknown fields and trailing
 // data.
 func DecodeStrict(data []byte, v any) error {
-	if decodeStrict(gojson.NewDecoder(bytes.NewReader(data)), v) == nil {
+	if decodeStrict(data, gojson.NewDecoder(bytes.NewReader(data)), v) == nil {
 		return nil
 	}
 	reset(v)
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	return decodeStrict(dec, v)
+	return decodeStrict(data, json.NewDecoder(bytes.NewReader(data)), v)
 }
 
 // decoder is what DecodeStrict needs of either library's decoder.
 type decoder interface {
 	DisallowUnknownFields()
 	Decode(v any) error
-	More() bool
+	InputOffset() int64
 }
 
-func decodeStrict(dec decoder, v any) error {
+// errTrailing refuses a document with more than white space after its
+// value. (A decoder's More reports false before a ']' or '}', so that
+// `{...}]` would pass it.)
+var errTrailing = errors.New("unexpected data after the JSON value")
+
+func decodeStrict(data []byte, dec decoder, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
-		return errors.New("unexpected data after the JSON value")
+	off := dec.InputOffset()
+	if off < 0 || off > int64(len(data)) || len(bytes.TrimLeft(data[off:], " \t\r\n")) > 0 {
+		return errTrailing
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package fastjson_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +49,9 @@ func TestSameAsStandardLibrary(t *testing.T) {
 		`{"name":1}`,
 		`{"name":"a"`,
 		`{"at":"yesterday"}`,
+		`{"name":"a"}]`,
+		`{"name":"a"} }`,
+		`{"name":"a"}x`,
 	} {
 		var d doc
 		err := fastjson.DecodeStrict([]byte(in), &d)
@@ -54,7 +59,7 @@ func TestSameAsStandardLibrary(t *testing.T) {
 		dec.DisallowUnknownFields()
 		var s doc
 		stdErr := dec.Decode(&s)
-		if stdErr == nil && dec.More() {
+		if _, tokErr := dec.Token(); stdErr == nil && tokErr != io.EOF {
 			stdErr = fmt.Errorf("unexpected data after the JSON value")
 		}
 		if err == nil || stdErr == nil || err.Error() != stdErr.Error() {
@@ -64,5 +69,24 @@ func TestSameAsStandardLibrary(t *testing.T) {
 	var d doc
 	if err := fastjson.Unmarshal([]byte(`{"name":"a","n":"x"}`), &d); err == nil || err.Error() != json.Unmarshal([]byte(`{"name":"a","n":"x"}`), &doc{}).Error() {
 		t.Errorf("Unmarshal error = %v", err)
+	}
+}
+
+// TestMarshalNoEscape: HTML characters are kept as they are, as
+// encoding/json writes them with SetEscapeHTML(false).
+func TestMarshalNoEscape(t *testing.T) {
+	v := map[string]any{"a": "<b>&amp;</b>", "n": 1.5, "u": "\u2028"}
+	got, err := fastjson.MarshalNoEscape(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != strings.TrimSuffix(want.String(), "\n") {
+		t.Fatalf("got %s, want %s", got, want.String())
 	}
 }

@@ -35,6 +35,7 @@ type Schemas map[string]map[string]Schema
 // stays) and Problems says why.
 type Store struct {
 	kv      jetstream.KeyValue
+	writer  jetstream.KeyValue // Replace writes through it (kv when nil)
 	schemas Schemas
 	log     *slog.Logger
 
@@ -58,6 +59,12 @@ func NewStore(kv jetstream.KeyValue, schemas Schemas, log *slog.Logger) (*Store,
 	}
 	return s, nil
 }
+
+// UseWriter makes the writes of the store (and the reads they start with)
+// go through kv, a handle on the same bucket from a connection whose user
+// may write it (the admin user): the services' own users may not. Call it
+// before the store is used.
+func (s *Store) UseWriter(kv jetstream.KeyValue) { s.writer = kv }
 
 // Get returns the mapping in force for target and objectType, or nil when
 // no plugin knows them.
@@ -124,7 +131,11 @@ func (s *Store) Replace(ctx context.Context, target, objectType string, m Mappin
 	if err != nil {
 		return 0, nil, fmt.Errorf("encode mapping: %w", err)
 	}
-	rev, err := mesh.PutRevision(ctx, s.kv, Key(target, objectType), raw, revision)
+	kv := s.kv
+	if s.writer != nil {
+		kv = s.writer
+	}
+	rev, err := mesh.PutRevision(ctx, kv, Key(target, objectType), raw, revision)
 	if err != nil {
 		return 0, nil, err
 	}

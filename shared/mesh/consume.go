@@ -39,12 +39,21 @@ type ConsumeOptions struct {
 	NakDelay time.Duration
 	// HandleTimeout bounds one call of the handler.
 	HandleTimeout time.Duration
+	// Name names the consumer in Waits and the logs.
+	Name string
+	// Waits receives the consumer's waits for JetStream (none when nil).
+	Waits *Waits
+	// Open returns the consumer anew after its iterator failed (nil: the
+	// one given to Consume is used again).
+	Open func(ctx context.Context) (jetstream.Consumer, error)
 }
 
 // Consume hands batches of messages from cons to h until ctx ends; then it
 // finishes the batch in hand and returns. A batch is what arrived within
 // o.Wait of its first message, up to o.Batch, so a lone message waits at
-// most o.Wait and a backlog is taken in full batches.
+// most o.Wait and a backlog is taken in full batches. A fault of JetStream
+// (a lost server, a leader election, missed heartbeats) never ends it: it
+// waits, noted in o.Waits, and resumes (see Follower).
 func Consume(ctx context.Context, cons jetstream.Consumer, o ConsumeOptions, log *slog.Logger, h BatchHandler) error {
 	if o.NakDelay == 0 {
 		o.NakDelay = time.Second
@@ -55,18 +64,21 @@ func Consume(ctx context.Context, cons jetstream.Consumer, o ConsumeOptions, log
 	if o.Buffer == 0 {
 		o.Buffer = 2 * o.Batch
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(o.Buffer))
+	f := &Follower{Name: o.Name, Open: o.Open, Buffer: o.Buffer, Waits: o.Waits, Log: log}
+	it, err := f.Start(cons)
 	if err != nil {
 		return err
 	}
 	for ctx.Err() == nil {
 		msgs, err := Collect(ctx, it, o.Batch, o.Wait, o.Size)
 		if len(msgs) > 0 {
+			f.Resumed()
 			settle(ctx, msgs, h, o, log)
 		}
 		if err != nil && ctx.Err() == nil {
-			it.Stop()
-			return err
+			if it = f.Failed(ctx, it, err); it == nil {
+				return nil
+			}
 		}
 	}
 	// Stop pulling, and settle what the client already holds, so that
@@ -122,7 +134,8 @@ func settle(ctx context.Context, msgs []jetstream.Msg, h BatchHandler, o Consume
 }
 
 // Settle acks each message whose error is nil, terminates those whose
-// error wraps ErrTerminal and naks the others with nakDelay.
+// error wraps ErrTerminal and naks the others with nakDelay (0: due again
+// at once).
 func Settle(msgs []jetstream.Msg, errs []error, nakDelay time.Duration, log *slog.Logger) {
 	for i, m := range msgs {
 		var err error
@@ -140,7 +153,11 @@ func Settle(msgs []jetstream.Msg, errs []error, nakDelay time.Duration, log *slo
 			ackErr = m.TermWithReason(err.Error())
 		default:
 			log.Warn("message_redelivered", "subject", m.Subject(), "error", err.Error())
-			ackErr = m.NakWithDelay(nakDelay)
+			if nakDelay > 0 {
+				ackErr = m.NakWithDelay(nakDelay)
+			} else {
+				ackErr = m.Nak()
+			}
 		}
 		if ackErr != nil {
 			// The server redelivers after AckWait; handlers are idempotent.

@@ -5,7 +5,8 @@
 // The flow, one hop per stream:
 //
 //	sync.in, sync.in.batch  (SYNC_IN)      ingest or any publisher -> rules
-//	sync.push.<target>      (SYNC_PUSH)    rules -> pusher of that target
+//	sync.push.<target>.<p>  (SYNC_PUSH)    rules -> the pusher owning partition p of that target
+//	sync.push.<target>.<p>.<record key>    a record's pending retry or deferral (one message at most)
 //	sync.status.<source>    (SYNC_STATUS)  rules, pusher, ingest -> status
 //	sync.rejected           (SYNC_REJECTED) invalid events, kept with the reason
 //	sync.dlq.<target>.<key> (SYNC_DLQ)     events that could not be pushed
@@ -27,13 +28,34 @@ const (
 	// SubjectInBatch carries a Batch: many events in one message, so that
 	// they share one store write (and one fsync in the durable profile).
 	SubjectInBatch = "sync.in.batch"
+	// SubjectInGathered carries a Batch of single events that the HTTP
+	// edge gathered from concurrent requests (stream SYNC_GATHER).
+	SubjectInGathered = "sync.in.gathered"
 	// SubjectRejected keeps events that failed validation, with the reason
 	// in the HeaderReason header and the original bytes as the body.
 	SubjectRejected = "sync.rejected"
 )
 
-// SubjectPush is the subject carrying Work for one target.
-func SubjectPush(target string) string { return "sync.push." + target }
+// SubjectPush is the subject carrying Work for one partition of one
+// target: the records whose Partition is partition.
+func SubjectPush(target string, partition int) string {
+	return "sync.push." + target + "." + strconv.Itoa(partition)
+}
+
+// SubjectPushRecord is the subject of one record's pending retry or
+// deferral in its partition: at most one message (each is published with
+// a subject rollup), so that its existence says the record is blocked
+// behind it. recordKey is status.Key of the record id.
+func SubjectPushRecord(target string, partition int, recordKey string) string {
+	return SubjectPush(target, partition) + "." + recordKey
+}
+
+// SubjectPushTarget matches every work subject of target, all partitions
+// and record subjects.
+func SubjectPushTarget(target string) string { return "sync.push." + target + ".>" }
+
+// SubjectPushAll matches every work subject (the subjects of SYNC_PUSH).
+const SubjectPushAll = "sync.push.>"
 
 // SubjectStatus is the subject a source (rules, pusher, ingest) publishes
 // status Changes on.
@@ -58,6 +80,7 @@ func SubjectDLQ(target, recordKey string) string { return "sync.dlq." + target +
 // Streams.
 const (
 	StreamIn       = "SYNC_IN"
+	StreamGather   = "SYNC_GATHER"
 	StreamPush     = "SYNC_PUSH"
 	StreamStatus   = "SYNC_STATUS"
 	StreamRejected = "SYNC_REJECTED"
@@ -72,9 +95,12 @@ const (
 	ConsumerStatus = "status"
 )
 
-// ConsumerPusher is the durable consumer of one target's work, shared by all
-// pusher processes.
-func ConsumerPusher(target string) string { return "pusher_" + target }
+// ConsumerPusher is the durable consumer of one partition of one target's
+// work. Every pusher process of the target pulls from it in the priority
+// group PushGroup; JetStream pins it to one of them at a time.
+func ConsumerPusher(target string, partition int) string {
+	return "pusher_" + target + "_" + strconv.Itoa(partition)
+}
 
 // KV buckets.
 const (
@@ -106,11 +132,18 @@ const (
 	// HeaderNotBefore holds the RFC 3339 time before which a retried Work
 	// message must not be pushed.
 	HeaderNotBefore = "Recordsync-Not-Before"
+	// HeaderPinID is the id JetStream gives the client a consumer with the
+	// pinned_client priority policy is pinned to, on each message it
+	// delivers.
+	HeaderPinID = "Nats-Pin-Id"
 )
 
-// Batch is the body of a SubjectInBatch message.
+// Batch is the body of a SubjectInBatch or SubjectInGathered message.
 type Batch struct {
 	Events []event.Event `json:"events"`
+	// Traces, when present, holds the trace context of each event, in
+	// order (the edge's gathered messages carry each request's).
+	Traces []map[string]string `json:"traces,omitempty"`
 }
 
 // Item is one event on its way to one target.

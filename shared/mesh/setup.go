@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -15,13 +17,34 @@ type Options struct {
 	// Replicas is the replication factor of every stream and bucket (1 on a
 	// single server, 3 on a cluster).
 	Replicas int
-	// DuplicateWindow is how long SYNC_IN remembers a Nats-Msg-Id.
+	// DuplicateWindow is how long SYNC_IN remembers a Nats-Msg-Id, and
+	// SYNC_GATHER the event ids of the single events gathered.
 	DuplicateWindow time.Duration
 	// StatusTTL is how long a record's status is kept after its last change.
 	StatusTTL time.Duration
-	// MaxInBytes bounds SYNC_IN; past it publishes are refused, never old
-	// events dropped. Zero is unlimited.
+	// MaxInBytes bounds SYNC_IN and SYNC_GATHER each; past it publishes
+	// are refused, never old events dropped. Zero is unlimited.
 	MaxInBytes int64
+	// Push sizes each target's work partitions and their consumers (see
+	// consumers.go).
+	Push PushOptions
+	// StatusAckWait is the status consumer's AckWait (DefaultStatusAckWait).
+	StatusAckWait time.Duration
+	// Log receives what Ensure leaves alone on purpose: a stream or bucket
+	// with more replicas than Replicas, a status bucket that cannot be
+	// replicated in place (none when nil).
+	Log *slog.Logger
+}
+
+// Validate reports settings no server accepts.
+func (o Options) Validate() error {
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return fmt.Errorf("replicas %d: want 1 to 5 (JetStream replicates a stream at most 5 times)", o.Replicas)
+	}
+	if o.DuplicateWindow < 0 || o.StatusTTL < 0 || o.MaxInBytes < -1 {
+		return errors.New("duplicate window, status TTL and SYNC_IN bound must not be negative")
+	}
+	return o.Push.Validate()
 }
 
 func (o Options) withDefaults() Options {
@@ -36,6 +59,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxInBytes == 0 {
 		o.MaxInBytes = -1
+	}
+	if o.StatusAckWait == 0 {
+		o.StatusAckWait = DefaultStatusAckWait
 	}
 	return o
 }
@@ -56,13 +82,30 @@ func Streams(o Options) []jetstream.StreamConfig {
 			Replicas:    o.Replicas,
 		},
 		{
+			Name: StreamGather,
+			Description: "Single events the HTTP edge gathered into one message each, until the rules service has routed them " +
+				"and for the duplicate window after: the record of the event ids accepted, against which the edge dedupes (see services/ingest/gather.go).",
+			Subjects: []string{SubjectInGathered},
+			// Limits, not a work queue: the rules service removes what it
+			// has routed once it is older than Duplicates (rules.trim).
+			Retention:  jetstream.LimitsPolicy,
+			Storage:    jetstream.FileStorage,
+			Discard:    jetstream.DiscardNew,
+			MaxBytes:   o.MaxInBytes,
+			Duplicates: o.DuplicateWindow,
+			Replicas:   o.Replicas,
+		},
+		{
 			Name:        StreamPush,
 			Description: "Routed work per target, until a pusher has settled it with the CRM.",
-			Subjects:    []string{SubjectPush("*")},
+			Subjects:    []string{SubjectPushAll},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Discard:     jetstream.DiscardNew,
 			Replicas:    o.Replicas,
+			// A record's retry or deferral replaces the one before it
+			// on its record subject (see SubjectPushRecord).
+			AllowRollup: true,
 		},
 		{
 			Name:        StreamStatus,
@@ -102,11 +145,13 @@ func Streams(o Options) []jetstream.StreamConfig {
 			Replicas:          o.Replicas,
 		},
 		{
-			Name:              StreamRate,
-			Description:       "CRM requests per target and time window, counted by every pusher, so that together they keep to the target's rate limit.",
-			Subjects:          []string{"sync.ratelimit.>"},
-			Retention:         jetstream.LimitsPolicy,
-			Storage:           jetstream.MemoryStorage,
+			Name:        StreamRate,
+			Description: "CRM requests per target and time window, counted by every pusher, so that together they keep to the target's rate limit.",
+			Subjects:    []string{"sync.ratelimit.>"},
+			Retention:   jetstream.LimitsPolicy,
+			// File storage, like every other stream: a memory stream is
+			// gone after a server restart, and every permit with it.
+			Storage:           jetstream.FileStorage,
 			MaxMsgsPerSubject: 1,
 			MaxAge:            2 * time.Minute,
 			AllowMsgCounter:   true,
@@ -131,8 +176,15 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 // derived from the changes on SYNC_STATUS, which are synced like the
 // records, and the status service acks a change only once the writes it
 // caused are on disk (see services/status), so a crash loses no status;
-// in return a status write costs no fsync of its own. Persist mode cannot
-// be changed on an existing stream: one created before keeps its mode.
+// in return a status write costs no fsync of its own.
+//
+// JetStream has no asynchronous persistence on a replicated stream: at R3
+// and more the bucket is written like the others (a write is acknowledged
+// once a majority of the servers hold it), and the status service acks a
+// change as soon as its write is acknowledged. Persist mode cannot be
+// changed on an existing stream, nor can a stream in async mode be
+// replicated: one created at R1 keeps its mode and its single replica (see
+// Ensure).
 func StatusBucketStream(o Options) jetstream.StreamConfig {
 	o = o.withDefaults()
 	cfg := jetstream.StreamConfig{
@@ -165,15 +217,26 @@ func StatusBucketStream(o Options) jetstream.StreamConfig {
 // configuration, races in nats-server with consumers being created on that
 // stream (go test -race finds it), and every service starts by calling
 // Ensure while the others create their consumers.
+//
+// Ensure never lowers the replicas of what exists: a stream or bucket
+// with more replicas than o.Replicas keeps them (and o.Log says so), so
+// that a service started with a default of 1 cannot undo an operator's R3.
 func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	for _, cfg := range append(Streams(o), StatusBucketStream(o)) {
-		if err := ensureStream(ctx, js, cfg); err != nil {
+		if err := ensureStream(ctx, js, cfg, o.Log); err != nil {
 			return err
 		}
 	}
 	for _, cfg := range Buckets(o) {
-		if st, err := js.Stream(ctx, "KV_"+cfg.Bucket); err == nil && sameBucket(cfg, st.CachedInfo().Config) {
-			continue
+		if st, err := js.Stream(ctx, "KV_"+cfg.Bucket); err == nil {
+			have := st.CachedInfo().Config
+			cfg.Replicas = keepReplicas(o.Log, have.Name, max(cfg.Replicas, 1), have.Replicas)
+			if sameBucket(cfg, have) {
+				continue
+			}
 		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
@@ -182,15 +245,103 @@ func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	return nil
 }
 
+// EnsureStream creates or updates the one stream of the mesh named name,
+// as Ensure does: for a service that finds a stream it needs gone.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, o Options, name string) error {
+	for _, cfg := range append(Streams(o), StatusBucketStream(o)) {
+		if cfg.Name == name {
+			return ensureStream(ctx, js, cfg, o.Log)
+		}
+	}
+	return fmt.Errorf("ensure stream %s: not a stream of the mesh", name)
+}
+
+// CreateStream creates the stream name of the mesh with the settings of o
+// when it does not exist: unlike EnsureStream it never updates one, so
+// that a user allowed only to create that stream (the pusher, for
+// SYNC_RATELIMIT) can call it.
+func CreateStream(ctx context.Context, js jetstream.JetStream, o Options, name string) error {
+	for _, cfg := range Streams(o) {
+		if cfg.Name == name {
+			if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return fmt.Errorf("create stream %s: %w", name, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("create stream %s: not a stream of the mesh", name)
+}
+
+// keepReplicas returns the replicas a stream is to have: want, or have
+// when that is more (and then says so).
+func keepReplicas(log *slog.Logger, stream string, want, have int) int {
+	if have <= want {
+		return want
+	}
+	if log != nil {
+		log.Warn("stream_replicas_kept", "stream", stream, "replicas", have, "asked", want,
+			"detail", "a stream is never scaled down by a service; change it with the nats CLI if that is meant")
+	}
+	return have
+}
+
 // ensureStream creates the stream of cfg, or updates it when a setting
 // the mesh manages differs. Persist mode cannot change on an existing
-// stream: it keeps the one it has.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+// stream: it keeps the one it has, and a stream in async persist mode
+// (only the status bucket, created at R1) stays at R1, which JetStream
+// requires of it. SYNC_RATELIMIT holds only the counters of the last two
+// minutes: when its storage must change (a memory stream from before) it
+// is created anew.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *slog.Logger) error {
+	return retryAPI(ctx, func(ctx context.Context) error { return ensureStreamOnce(ctx, js, cfg, log) })
+}
+
+// errNoPeers is JetStream's "no suitable peers for placement": on a
+// cluster just started, its servers have not all seen each other yet.
+const errNoPeers jetstream.ErrorCode = 10005
+
+// apiTry bounds one try of a JetStream API request of setup.
+const apiTry = 10 * time.Second
+
+// retryAPI runs f, each try within apiTry, again while a try went
+// unanswered or JetStream answered that it (or a peer for a replica) is not
+// available yet, until ctx
+// ends: on a cluster just started or electing its meta leader, a request
+// can get no answer, and one unbounded try would wait for all of ctx.
+func retryAPI(ctx context.Context, f func(context.Context) error) error {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, apiTry)
+		err := f(tctx)
+		cancel()
+		var apiErr *jetstream.APIError
+		again := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+			(errors.As(err, &apiErr) && (apiErr.Code == 503 || apiErr.ErrorCode == errNoPeers))
+		if err == nil || !again || ctx.Err() != nil {
+			return err
+		}
+		Sleep(ctx, 250*time.Millisecond)
+	}
+}
+
+func ensureStreamOnce(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *slog.Logger) error {
 	if st, err := js.Stream(ctx, cfg.Name); err == nil {
 		have := st.CachedInfo().Config
 		cfg.PersistMode = have.PersistMode
+		cfg.Replicas = keepReplicas(log, cfg.Name, max(cfg.Replicas, 1), have.Replicas)
+		if cfg.PersistMode == jetstream.AsyncPersistMode && cfg.Replicas > 1 {
+			if log != nil {
+				log.Warn("stream_not_replicated", "stream", cfg.Name, "replicas", have.Replicas, "asked", cfg.Replicas,
+					"detail", "created at R1 with asynchronous persistence, which JetStream cannot replicate; see docs/operators/cluster.md to move it")
+			}
+			cfg.Replicas = have.Replicas
+		}
 		if sameStream(cfg, have) {
 			return nil
+		}
+		if cfg.Name == StreamRate && cfg.Storage != have.Storage {
+			if err := js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("ensure stream %s: replace %s storage: %w", cfg.Name, have.Storage, err)
+			}
 		}
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {

@@ -1,9 +1,14 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/recordsync/record-sync/shared/natstest"
 )
@@ -47,5 +52,44 @@ func TestEnsureLeavesCurrentStreamsAlone(t *testing.T) {
 	st, err := js.Stream(ctx, "KV_"+BucketStatus)
 	if err != nil || st.CachedInfo().Config.MaxAge != time.Hour {
 		t.Fatalf("the new status TTL was not applied: %v", err)
+	}
+}
+
+// TestEnsureNeverLowersReplicas creates the mesh at R3 on a cluster, then
+// ensures it at R1, as a service started without RECORDSYNC_REPLICAS
+// would: every stream and bucket keeps its three replicas.
+func TestEnsureNeverLowersReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three servers")
+	}
+	c := natstest.RunCluster(t)
+	_, js := c.Connect(t, "operator")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := Ensure(ctx, js, Options{Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	if err := Ensure(ctx, js, Options{Replicas: 1, Log: slog.New(slog.NewTextHandler(&logged, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"KV_" + BucketStatus, "KV_" + BucketRules, "KV_" + BucketConfig}
+	for _, s := range Streams(Options{}) {
+		names = append(names, s.Name)
+	}
+	for _, name := range names {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := st.CachedInfo().Config; cfg.Replicas != 3 || cfg.PersistMode != jetstream.DefaultPersistMode {
+			t.Errorf("%s: %d replicas, persist mode %v after an R1 Ensure", name, cfg.Replicas, cfg.PersistMode)
+		}
+		if !strings.Contains(logged.String(), "stream="+name) {
+			t.Errorf("%s kept its replicas without a word in the log", name)
+		}
+	}
+	if err := (Options{Replicas: 7}).Validate(); err == nil {
+		t.Error("7 replicas validated")
 	}
 }

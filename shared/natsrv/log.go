@@ -17,7 +17,8 @@ func (l serverLog) Noticef(format string, v ...any) {
 func (l serverLog) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	if strings.HasPrefix(msg, "Plaintext passwords detected") {
-		// nats.conf takes them from the environment by design; see README.
+		// nats.conf takes them from the environment by design; see
+		// docs/operators/running.md.
 		l.log.Debug("nats_server", "detail", msg)
 		return
 	}

@@ -6,11 +6,14 @@ package natsrv
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,9 +22,21 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Users are the NATS users nats.conf defines, one per service and one for
-// operators.
-var Users = []string{"ingest", "rules", "pusher", "status", "operator"}
+// Users are the NATS users nats.conf defines: one per service, admin (the
+// admin endpoints of the HTTP edge that change rules and config) and
+// operator (the nats CLI and `recordsync setup`).
+var Users = []string{"ingest", "admin", "rules", "pusher", "status", "operator"}
+
+// InboxPrefix is the private inbox prefix of user: nats.conf lets each
+// service user subscribe to its own inbox only, so that no user can read
+// the replies (JetStream deliveries among them) another one gets.
+func InboxPrefix(user string) string { return "_INBOX_" + user }
+
+// userOptions are the options that connect as user: its credentials and
+// its private inbox prefix.
+func userOptions(user, password string) []nats.Option {
+	return []nats.Option{nats.UserInfo(user, password), nats.CustomInboxPrefix(InboxPrefix(user))}
+}
 
 // Durability profiles.
 const (
@@ -58,7 +73,57 @@ type Config struct {
 	Passwords map[string]string
 	// Log receives the server's warnings and errors (none when nil).
 	Log *slog.Logger
+	// Cluster, when its Name is set, makes the server one of a cluster,
+	// from ClusterConf.
+	Cluster Cluster
+	// ClusterConf is the text of nats-cluster.conf; its include of
+	// nats.conf is replaced by Conf.
+	ClusterConf []byte
 }
+
+// Cluster places a server in a cluster of ClusterSize servers.
+type Cluster struct {
+	// Name is the cluster's name, the same on every server.
+	Name string
+	// ServerName is this server's name, unique in the cluster.
+	ServerName string
+	// Listen is host:port the other servers connect to.
+	Listen string
+	// Routes are the nats-route:// URLs of all ClusterSize servers, this
+	// one included.
+	Routes []string
+}
+
+// ClusterSize is the number of servers nats-cluster.conf names routes for.
+const ClusterSize = 3
+
+// Validate reports a cluster setting nats-cluster.conf cannot take.
+func (c Cluster) Validate() error {
+	switch {
+	case c.Name == "":
+		return nil
+	case c.ServerName == "" || c.Listen == "":
+		return errors.New("cluster: a server name and a listen address are required")
+	case len(c.Routes) != ClusterSize:
+		return fmt.Errorf("cluster: %d routes, want %d (every server's, this one's included)", len(c.Routes), ClusterSize)
+	}
+	return nil
+}
+
+// vars returns the nats-cluster.conf variables of c.
+func (c Cluster) vars() map[string]string {
+	v := map[string]string{
+		"RECORDSYNC_NATS_SERVER_NAME":    c.ServerName,
+		"RECORDSYNC_NATS_CLUSTER_NAME":   c.Name,
+		"RECORDSYNC_NATS_CLUSTER_LISTEN": c.Listen,
+	}
+	for i, r := range c.Routes {
+		v["RECORDSYNC_NATS_ROUTE_"+strconv.Itoa(i+1)] = r
+	}
+	return v
+}
+
+var includeLine = regexp.MustCompile(`(?m)^\s*include\s+\S+\s*$`)
 
 // Server is a running embedded NATS server and the passwords of its users.
 type Server struct {
@@ -112,7 +177,17 @@ func Start(cfg Config) (*Server, error) {
 		pw[u] = p
 		vars["RECORDSYNC_NATS_"+strings.ToUpper(u)+"_PASSWORD"] = p
 	}
-	text, err := Render(cfg.Conf, vars)
+	conf := cfg.Conf
+	if cfg.Cluster.Name != "" {
+		if err := cfg.Cluster.Validate(); err != nil {
+			return nil, err
+		}
+		// nats.conf, then the cluster's part, whose settings (the server
+		// name) take the place of nats.conf's: the last value wins.
+		conf = append(append(slices.Clip(cfg.Conf), '\n'), includeLine.ReplaceAll(cfg.ClusterConf, nil)...)
+		maps.Copy(vars, cfg.Cluster.vars())
+	}
+	text, err := Render(conf, vars)
 	if err != nil {
 		return nil, err
 	}
@@ -129,20 +204,20 @@ func Start(cfg Config) (*Server, error) {
 		s.SetLoggerV2(serverLog{cfg.Log}, false, false, false)
 	}
 	s.Start()
-	if !s.ReadyForConnections(15 * time.Second) {
+	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
 		return nil, fmt.Errorf("nats server not ready after 15s (is %s in use? see the nats_server log lines)", cfg.Listen)
 	}
 	return &Server{Server: s, Passwords: pw}, nil
 }
 
-// Connect connects to the embedded server in-process as user.
+// Connect connects to the embedded server in-process as user, with the
+// user's private inbox prefix.
 func (s *Server) Connect(user string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{
-		nats.UserInfo(user, s.Passwords[user]),
+	opts = append(append(userOptions(user, s.Passwords[user]),
 		nats.InProcessServer(s.Server),
-		nats.Name("recordsync-" + user),
-	}, opts...)
+		nats.Name("recordsync-"+user),
+	), opts...)
 	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats as %s: %w", user, err)
@@ -151,9 +226,14 @@ func (s *Server) Connect(user string, opts ...nats.Option) (*nats.Conn, error) {
 }
 
 // WriteEnv writes the file that lets the stock nats CLI reach the server as
-// the operator: `set -a; . data/nats.env; nats stream ls`.
-func (s *Server) WriteEnv(path string) error {
-	body := fmt.Sprintf("NATS_URL=%s\nNATS_USER=operator\nNATS_PASSWORD=%s\n", s.ClientURL(), s.Passwords["operator"])
+// the operator: `set -a; . data/nats.env; nats stream ls`. url is the
+// server's client URL, or those of all servers of its cluster,
+// comma-separated (empty: the server's own).
+func (s *Server) WriteEnv(path, url string) error {
+	if url == "" {
+		url = s.ClientURL()
+	}
+	body := fmt.Sprintf("NATS_URL=%s\nNATS_USER=operator\nNATS_PASSWORD=%s\n", url, s.Passwords["operator"])
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -166,4 +246,22 @@ func RandomSecret() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:]) // never fails since Go 1.24
 	return hex.EncodeToString(b[:])
+}
+
+// WaitMetaLeader waits until one of servers is the JetStream meta leader
+// of their cluster (a single server is its own), for at most timeout:
+// before that no stream can be created.
+func WaitMetaLeader(servers []*server.Server, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, s := range servers {
+			if s != nil && s.Running() && (s.JetStreamIsLeader() || !s.JetStreamIsClustered() && s.JetStreamEnabled()) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no JetStream meta leader after %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the servers' state, not synchronising a test
+	}
 }

@@ -21,6 +21,7 @@ const Key = "rules"
 // set stays and Problem says why.
 type Store struct {
 	kv      jetstream.KeyValue
+	writer  jetstream.KeyValue // Replace writes through it (kv when nil)
 	targets []string
 	log     *slog.Logger
 
@@ -34,6 +35,12 @@ type Store struct {
 func NewStore(kv jetstream.KeyValue, seed *Compiled, targets []string, log *slog.Logger) *Store {
 	return &Store{kv: kv, targets: targets, log: log, current: seed}
 }
+
+// UseWriter makes the writes of the store (and the reads they start with)
+// go through kv, a handle on the same bucket from a connection whose user
+// may write it (the admin user): the services' own users may not. Call it
+// before the store is used.
+func (s *Store) UseWriter(kv jetstream.KeyValue) { s.writer = kv }
 
 // Current returns the rule set in force and its KV revision.
 func (s *Store) Current() (*Compiled, uint64) {
@@ -86,7 +93,11 @@ func (s *Store) Replace(ctx context.Context, set Set, revision uint64) (uint64, 
 	if err != nil {
 		return 0, fmt.Errorf("encode rules: %w", err)
 	}
-	rev, err := mesh.PutRevision(ctx, s.kv, Key, raw, revision)
+	kv := s.kv
+	if s.writer != nil {
+		kv = s.writer
+	}
+	rev, err := mesh.PutRevision(ctx, kv, Key, raw, revision)
 	if err != nil {
 		return 0, err
 	}

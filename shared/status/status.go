@@ -79,6 +79,23 @@ type Target struct {
 	Generation int          `json:"generation,omitempty"`
 	UpdatedAt  time.Time    `json:"updated_at"`
 	History    []Transition `json:"history"`
+	// LastPushed is the event last written to the CRM (the last synced
+	// one), kept so that a read-back can compare what the CRM holds with
+	// it and a repair can send it again.
+	LastPushed *Pushed `json:"last_pushed,omitempty"`
+}
+
+// Pushed is the event record-sync last wrote to a target's CRM for a
+// record, as the pusher had it (System A's data after the rules): the CRM
+// payload is the target's mapping applied to Data.
+type Pushed struct {
+	EventID    string         `json:"event_id"`
+	Operation  string         `json:"operation"`
+	ObjectType string         `json:"object_type,omitempty"`
+	OccurredAt time.Time      `json:"occurred_at"`
+	Data       map[string]any `json:"data,omitempty"`
+	// At is when the CRM confirmed it.
+	At time.Time `json:"at"`
 }
 
 // Record is the status of one record for every target it was sent to; it is
@@ -121,6 +138,8 @@ type Change struct {
 	At         time.Time `json:"at"`
 	// TraceID is the event's trace, for the logs.
 	TraceID string `json:"trace_id,omitempty"`
+	// Pushed, on a synced change, is the event the CRM confirmed.
+	Pushed *Pushed `json:"pushed,omitempty"`
 }
 
 // newer compares the event and step of c with those of t: it reports
@@ -184,6 +203,9 @@ func (r *Record) Apply(c Change) bool {
 		t.LastError = &e
 	} else if c.State == StateSynced || c.State == StateQueued {
 		t.LastError = nil
+	}
+	if c.State == StateSynced && c.Pushed != nil {
+		t.LastPushed = c.Pushed
 	}
 	t.UpdatedAt = c.At
 	t.History = append(t.History, Transition{State: c.State, At: c.At})

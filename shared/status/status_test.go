@@ -78,3 +78,26 @@ func TestKey(t *testing.T) {
 		}
 	}
 }
+
+func TestLastPushedKeepsTheLastSyncedEvent(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var r status.Record
+	first := &status.Pushed{EventID: "e-1", Operation: "create", Data: map[string]any{"email": "a@example.com"}, At: t0}
+	r.Apply(status.Change{RecordID: "c", Target: "hubspot", EventID: "e-1", OccurredAt: t0, State: status.StateQueued, At: t0})
+	if r.Targets["hubspot"].LastPushed != nil {
+		t.Fatal("a queued event has nothing pushed yet")
+	}
+	r.Apply(status.Change{RecordID: "c", Target: "hubspot", EventID: "e-1", OccurredAt: t0, State: status.StateSynced, Pushed: first, At: t0})
+	// A newer event that fails leaves what the CRM last got as it was.
+	t1 := t0.Add(time.Minute)
+	r.Apply(status.Change{RecordID: "c", Target: "hubspot", EventID: "e-2", OccurredAt: t1, State: status.StateFailed,
+		Error: &status.Error{Class: "permanent", Code: "X"}, At: t1})
+	if got := r.Targets["hubspot"].LastPushed; got != first {
+		t.Fatalf("after a failed newer event, last pushed is %+v; want e-1's", got)
+	}
+	second := &status.Pushed{EventID: "e-3", Operation: "delete", At: t1}
+	r.Apply(status.Change{RecordID: "c", Target: "hubspot", EventID: "e-3", OccurredAt: t1.Add(time.Second), State: status.StateSynced, Pushed: second, At: t1})
+	if got := r.Targets["hubspot"].LastPushed; got != second {
+		t.Fatalf("last pushed is %+v; want e-3's", got)
+	}
+}

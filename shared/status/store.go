@@ -36,3 +36,34 @@ func (r *Reader) Get(ctx context.Context, recordID string) (Record, error) {
 	}
 	return rec, nil
 }
+
+// Walk calls fn with the status of every record, as the bucket holds
+// them when the walk starts: one pass over the bucket's stream in its
+// write order, not a read per key. An error of fn ends the walk with it.
+func (r *Reader) Walk(ctx context.Context, fn func(Record) error) error {
+	w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("walk status: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("walk status: the watch ended early")
+			}
+			if e == nil { // every value held at the start has come
+				return nil
+			}
+			var rec Record
+			if err := fastjson.Unmarshal(e.Value(), &rec); err != nil {
+				return fmt.Errorf("walk status: decode %s: %w", e.Key(), err)
+			}
+			if err := fn(rec); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package app_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recordsync/record-sync/app"
+)
+
+// BenchmarkBacklog queues RECORDSYNC_BENCH_BACKLOG records (default
+// 1,000,000) for HubSpot through dev while HubSpot is down (the emulator's
+// down fault: every request answers 503), in batches of 500 from 8
+// clients, waits until every record reads queued or retrying, then brings HubSpot back
+// and waits until every record reads synced. The backlog lives in
+// JetStream: the process's memory should not grow with it. It reports the
+// peak resident memory while queueing and in all, the rates of both
+// phases with the CPU per record, and checks that no record was lost or
+// written twice. Run it with make bench-backlog (fast profile).
+func BenchmarkBacklog(b *testing.B) {
+	app.TuneGC()
+	n := envInt("RECORDSYNC_BENCH_BACKLOG", 1_000_000)
+	s := startDev(b, func(e *app.Env) { e.Profile = "fast" })
+	raiseLimits(b, s, []string{"hubspot"})
+	faults := func(down bool) {
+		if r := call(b, "PUT", s.info.CRMSimURL+"/_sim/hubspot/faults", "", map[string]any{"down": down, "rate_limit": 1_000_000, "rate_window_ms": 1000}); r.Status != http.StatusOK {
+			b.Fatalf("faults: %d %s", r.Status, r.Raw)
+		}
+	}
+	faults(true)
+	b.ResetTimer()
+	stopProfile := cpuProfile(b)
+	cpu0, _ := usage()
+	const batch, clients = 500, 8
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = clients
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	start := time.Now()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for from := range work {
+				var buf bytes.Buffer
+				buf.WriteString(`{"events":[`)
+				for i := from; i < min(from+batch, n); i++ {
+					if i > from {
+						buf.WriteByte(',')
+					}
+					fmt.Fprintf(&buf, `{"record_id":"q-%d","operation":"create","targets":["hubspot"],"data":{"email":"q%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, i, i, i)
+				}
+				buf.WriteString(`]}`)
+				for {
+					code, err := postSync(client, s.info.HTTPURL+"/v1/sync/batch", buf.Bytes())
+					if err != nil {
+						b.Errorf("batch: %v", err)
+						return
+					}
+					if code == http.StatusAccepted {
+						break
+					}
+					if code != http.StatusServiceUnavailable {
+						b.Errorf("batch: %d", code)
+						return
+					}
+					<-time.After(time.Second) // the backlog bound: System A waits as Retry-After says
+				}
+			}
+		})
+	}
+	for from := 0; from < n; from += batch {
+		work <- from
+	}
+	close(work)
+	wg.Wait()
+	accepted := time.Since(start)
+	waitStates(b, s, "hubspot", n, "queued", "retrying")
+	queued := time.Since(start)
+	cpu1, _ := usage()
+	queuedPeak := peakRSSMB()
+	heapProfile(b, "queued")
+	faults(false)
+	up := time.Now()
+	stored := waitSynced(b, s, []string{"hubspot"}, map[string]int{"hubspot": n}, up)
+	drained := time.Since(up)
+	cpu2, _ := usage()
+	stopProfile()
+	b.StopTimer()
+	sim := call(b, "GET", s.info.CRMSimURL+"/_sim/hubspot/stats", "", nil)
+	if sim.Body["records_stored"] != float64(n) || sim.Body["duplicates_created"] != 0.0 {
+		b.Fatalf("HubSpot holds %s, want %d records and no duplicate", sim.Raw, n)
+	}
+	b.ReportMetric(float64(n)/queued.Seconds(), "queued/s")
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(n), "queue-cpu-µs/record")
+	b.ReportMetric(float64(n)/drained.Seconds(), "drained/s")
+	b.ReportMetric(float64((cpu2-cpu1).Microseconds())/float64(n), "drain-cpu-µs/record")
+	b.ReportMetric(queuedPeak, "queued-peak-MB")
+	b.ReportMetric(peakRSSMB(), "peak-MB")
+	b.Logf("%d records: accepted in %v, all queued after %v; HubSpot back: stored after %v, all synced after %v", n,
+		accepted.Round(time.Millisecond), queued.Round(time.Millisecond), stored["hubspot"], drained.Round(time.Millisecond))
+}
+
+// waitStates waits until n records of target read one of states, by the
+// stats.
+func waitStates(b *testing.B, s *devStack, target string, n int, states ...string) {
+	for i := 0; ; i++ {
+		st := call(b, "GET", s.info.HTTPURL+"/v1/sync/stats", syncKey, nil)
+		have := 0.0
+		for _, state := range states {
+			have += st.Body["targets"].(map[string]any)[target].(map[string]any)["states"].(map[string]any)[state].(float64)
+		}
+		if have == float64(n) {
+			return
+		}
+		if i%50 == 49 {
+			fmt.Fprintf(os.Stderr, "waiting for %d %v: %s\n", n, states, st.Raw)
+		}
+		<-time.After(200 * time.Millisecond)
+	}
+}
