@@ -234,6 +234,10 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	if len(writes) == 0 {
 		writes = c.Sim().History(strings.ToLower(id)) // HubSpot keys emails in lower case
 	}
+	if err := c.Sim().HistoryErr(); err != nil {
+		http.Error(w, "history: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	WriteJSON(w, http.StatusOK, "application/json", map[string]any{"identity": id, "writes": writes})
 }
 

@@ -5,6 +5,7 @@
 package crmsim
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -70,7 +71,8 @@ type Sim struct {
 	byStatus    map[int]int
 	duplicates  int
 	rng         *rand.Rand
-	history     map[string][]Write
+	history     *history
+	historyErr  error // the first write that the history could not keep
 	writes      int64
 }
 
@@ -98,8 +100,29 @@ const (
 // window.
 func NewSim(limit int, window time.Duration) *Sim {
 	s := &Sim{defaultLimit: limit, defaultWindow: window}
+	s.history, _ = openHistory("") // in memory, nothing can fail
 	s.resetLocked()
 	return s
+}
+
+// KeepHistoryIn moves the history of writes to the file at path (see
+// HistoryPath), empty, so that the process keeps only where each write is.
+func (s *Sim) KeepHistoryIn(path string) error {
+	h, err := openHistory(path)
+	if err != nil {
+		return fmt.Errorf("crmsim history: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.history = h
+	return nil
+}
+
+// Close closes the history's file.
+func (s *Sim) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.history.log.close()
 }
 
 func (s *Sim) resetLocked() {
@@ -107,7 +130,7 @@ func (s *Sim) resetLocked() {
 	s.windowStart = time.Time{}
 	s.inWindow, s.maxInWindow, s.duplicates, s.maxInFlight, s.conns = 0, 0, 0, s.inFlight, 0
 	s.byStatus = map[int]int{}
-	s.history, s.writes = map[string][]Write{}, 0
+	s.historyErr, s.writes = s.history.reset(), 0
 	s.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 }
 
@@ -261,23 +284,33 @@ func (s *Sim) Wrote(identity, op, id string, values map[string]any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h, ok := s.history[identity]
-	if !ok && len(s.history) >= MaxHistoryIdentities {
-		return
+	kept, err := s.history.add(identity, Write{Seq: s.writes + 1, At: time.Now().UTC(), Op: op, ID: id, Values: cp})
+	if kept {
+		s.writes++
 	}
-	s.writes++
-	h = append(h, Write{Seq: s.writes, At: time.Now().UTC(), Op: op, ID: id, Values: cp})
-	if len(h) > MaxHistoryPerIdentity {
-		h = h[len(h)-MaxHistoryPerIdentity:]
+	if err != nil && s.historyErr == nil {
+		s.historyErr = fmt.Errorf("crmsim history: %w", err)
 	}
-	s.history[identity] = h
 }
 
-// History returns the writes applied to identity, oldest first.
+// History returns the writes applied to identity, oldest first. A write
+// the history could not keep or read is reported by HistoryErr.
 func (s *Sim) History(identity string) []Write {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Write{}, s.history[identity]...)
+	w, err := s.history.get(identity)
+	if err != nil && s.historyErr == nil {
+		s.historyErr = fmt.Errorf("crmsim history: %w", err)
+	}
+	return w
+}
+
+// HistoryErr is the first failure to keep or read the history since the
+// last Reset: the history is then incomplete.
+func (s *Sim) HistoryErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.historyErr
 }
 
 // Stats returns the counters; stored is the CRM's record count.

@@ -7,6 +7,7 @@ package hubspot
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"mime"
@@ -67,11 +68,10 @@ type CRM struct {
 	tokens *crmsim.Tokens // OAuth access tokens
 
 	mu      sync.Mutex
-	byID    map[string]*contact
-	byEmail map[string]string
+	store   *crmsim.Store[contact] // by HubSpot id, archived ones too
+	byEmail map[string]string      // lower-cased email -> id, live contacts only
 	nextID  int
 	live    int // contacts not archived
-	journal *crmsim.Journal[contact]
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
@@ -104,16 +104,18 @@ func New(creds Credentials) *CRM {
 func Open(creds Credentials, path string) (*CRM, error) {
 	c := &CRM{sim: crmsim.NewSim(defaultLimit, defaultWindow), creds: creds, tokens: crmsim.NewTokens(accessTokenTTL)}
 	c.clear()
-	if path == "" {
-		return c, nil
-	}
-	j, stored, err := crmsim.OpenJournal[contact](path)
+	store, err := crmsim.OpenStore[contact](path)
 	if err != nil {
 		return nil, fmt.Errorf("hubspot: %w", err)
 	}
-	c.journal = j
-	for id, ct := range stored {
-		c.byID[id] = &ct
+	if path != "" {
+		if err := c.sim.KeepHistoryIn(crmsim.HistoryPath(path)); err != nil {
+			_ = store.Close()
+			return nil, fmt.Errorf("hubspot: %w", err)
+		}
+	}
+	c.store = store
+	for id, ct := range store.All() {
 		if n, err := strconv.Atoi(id); err == nil {
 			c.nextID = max(c.nextID, n+1)
 		}
@@ -141,7 +143,7 @@ func (c *CRM) Credentials() any { return c.creds }
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 func (c *CRM) clear() {
-	c.byID, c.byEmail, c.nextID, c.live = map[string]*contact{}, map[string]string{}, 1001, 0
+	c.byEmail, c.nextID, c.live = map[string]string{}, 1001, 0
 }
 
 // Reset implements crmsim.CRM: the contacts and their file are emptied.
@@ -149,29 +151,28 @@ func (c *CRM) Reset() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clear()
-	return c.journal.Reset()
+	return c.store.Reset()
 }
 
 // Close implements crmsim.CRM.
 func (c *CRM) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.journal.Close()
+	return errors.Join(c.store.Close(), c.sim.Close())
 }
 
-// saveLocked records ct's new state for the records file.
-func (c *CRM) saveLocked(ct *contact) { c.journal.Put(ct.ID, *ct) }
+// getLocked reads the contact with HubSpot id id, archived or not: a copy,
+// kept by saveLocked.
+func (c *CRM) getLocked(id string) (*contact, bool) {
+	ct, ok := c.store.Get(id)
+	return &ct, ok
+}
+
+// saveLocked keeps ct's new state.
+func (c *CRM) saveLocked(ct *contact) { c.store.Put(ct.ID, *ct) }
 
 // commitLocked writes the changes of a request to the records file.
-func (c *CRM) commitLocked() error {
-	return c.journal.Commit(len(c.byID), func(yield func(string, contact) bool) {
-		for id, ct := range c.byID {
-			if !yield(id, *ct) {
-				return
-			}
-		}
-	})
-}
+func (c *CRM) commitLocked() error { return c.store.Commit() }
 
 // unlockAnswer commits the request's changes, unlocks, and answers v, or
 // the failure to keep the contacts.
@@ -543,7 +544,7 @@ func (c *CRM) upsertLocked(in input) (*contact, bool) {
 	email := strings.ToLower(in.ID)
 	now := time.Now().UTC()
 	if id, ok := c.byEmail[email]; ok {
-		ct := c.byID[id]
+		ct, _ := c.getLocked(id)
 		for k, v := range in.Properties {
 			setProp(ct.Properties, k, v)
 		}
@@ -566,7 +567,6 @@ func (c *CRM) createLocked(props map[string]string, now time.Time) *contact {
 	for k, v := range props {
 		setProp(ct.Properties, k, v)
 	}
-	c.byID[ct.ID] = ct
 	c.saveLocked(ct)
 	return ct
 }
@@ -596,7 +596,7 @@ func (c *CRM) batchArchive(w http.ResponseWriter, r *http.Request, timeout bool,
 }
 
 func (c *CRM) archiveLocked(id string) bool {
-	ct, ok := c.byID[id]
+	ct, ok := c.getLocked(id)
 	if !ok || ct.Archived {
 		return false
 	}
@@ -615,7 +615,7 @@ func (c *CRM) lookupLocked(id, idProperty string) (*contact, bool) {
 	if idProperty == "email" {
 		id = c.byEmail[strings.ToLower(id)]
 	}
-	ct, ok := c.byID[id]
+	ct, ok := c.getLocked(id)
 	if !ok || ct.Archived {
 		return nil, false
 	}
@@ -633,14 +633,14 @@ func (c *CRM) readLocked(id, idProperty string, archived bool) (*contact, bool) 
 		return c.lookupLocked(id, idProperty)
 	}
 	if idProperty == "email" {
-		for _, ct := range c.byID { // archived contacts leave the email index
+		for _, ct := range c.store.All() { // archived contacts leave the email index
 			if ct.Archived && strings.EqualFold(ct.Properties["email"], id) {
-				return ct, true
+				return &ct, true
 			}
 		}
 		return nil, false
 	}
-	ct, ok := c.byID[id]
+	ct, ok := c.getLocked(id)
 	return ct, ok && ct.Archived
 }
 
@@ -839,10 +839,10 @@ func (c *CRM) archive(w http.ResponseWriter, r *http.Request, timeout bool, _ fl
 
 // sortedIDs returns the ids of the contacts keep selects, in id order.
 func (c *CRM) sortedIDs(keep func(*contact) bool) []*contact {
-	out := make([]*contact, 0, len(c.byID))
-	for _, ct := range c.byID {
-		if keep(ct) {
-			out = append(out, ct)
+	out := make([]*contact, 0, c.store.Len())
+	for _, ct := range c.store.All() {
+		if keep(&ct) {
+			out = append(out, &ct)
 		}
 	}
 	slices.SortFunc(out, func(a, b *contact) int { return cmpID(a.ID, b.ID) })

@@ -194,14 +194,14 @@ func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool) {
 	var match []*prospect
 	if want := q.filters["emails"]; len(want) == 1 && !strings.Contains(want[0], "..") {
 		for id := range c.byEmail[strings.ToLower(want[0])] {
-			if p := c.prospects[id]; q.matches(p) {
+			if p, ok := c.getLocked(id); ok && q.matches(p) {
 				match = append(match, p)
 			}
 		}
 	} else {
-		for _, p := range c.prospects {
-			if q.matches(p) {
-				match = append(match, p)
+		for _, p := range c.store.All() {
+			if q.matches(&p) {
+				match = append(match, &p)
 			}
 		}
 	}

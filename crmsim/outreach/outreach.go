@@ -9,6 +9,7 @@ package outreach
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"mime"
@@ -46,11 +47,10 @@ type CRM struct {
 
 	tokens *crmsim.Tokens
 
-	mu        sync.Mutex
-	prospects map[int]*prospect
-	byEmail   map[string]map[int]bool // lower-cased email -> prospect ids
-	next      int
-	journal   *crmsim.Journal[prospect]
+	mu      sync.Mutex
+	store   *crmsim.Store[prospect] // by id in decimal
+	byEmail map[string]map[int]bool // lower-cased email -> prospect ids
+	next    int
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
@@ -81,16 +81,18 @@ func New(creds Credentials) *CRM {
 func Open(creds Credentials, path string) (*CRM, error) {
 	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.clear()
-	if path == "" {
-		return c, nil
-	}
-	j, stored, err := crmsim.OpenJournal[prospect](path)
+	store, err := crmsim.OpenStore[prospect](path)
 	if err != nil {
 		return nil, fmt.Errorf("outreach: %w", err)
 	}
-	c.journal = j
-	for _, p := range stored {
-		c.prospects[p.ID] = &p
+	if path != "" {
+		if err := c.sim.KeepHistoryIn(crmsim.HistoryPath(path)); err != nil {
+			_ = store.Close()
+			return nil, fmt.Errorf("outreach: %w", err)
+		}
+	}
+	c.store = store
+	for _, p := range store.All() {
 		c.indexLocked(&p, true)
 		c.next = max(c.next, p.ID+1)
 	}
@@ -114,7 +116,7 @@ func (c *CRM) Credentials() any { return c.creds }
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 func (c *CRM) clear() {
-	c.prospects, c.byEmail, c.next = map[int]*prospect{}, map[string]map[int]bool{}, 1
+	c.byEmail, c.next = map[string]map[int]bool{}, 1
 }
 
 // Reset implements crmsim.CRM: the prospects and their file are emptied.
@@ -122,26 +124,29 @@ func (c *CRM) Reset() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clear()
-	return c.journal.Reset()
+	return c.store.Reset()
 }
 
 // Close implements crmsim.CRM.
 func (c *CRM) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.journal.Close()
+	return errors.Join(c.store.Close(), c.sim.Close())
 }
+
+// getLocked reads prospect id: a copy, kept by saveLocked.
+func (c *CRM) getLocked(id int) (*prospect, bool) {
+	p, ok := c.store.Get(strconv.Itoa(id))
+	return &p, ok
+}
+
+// saveLocked keeps p's new state.
+func (c *CRM) saveLocked(p *prospect) { c.store.Put(strconv.Itoa(p.ID), *p) }
 
 // unlockAnswer writes the request's changes to the records file, unlocks,
 // and answers v, or the failure to keep the prospects.
 func (c *CRM) unlockAnswer(w http.ResponseWriter, r *http.Request, timeout bool, status int, v any) {
-	err := c.journal.Commit(len(c.prospects), func(yield func(string, prospect) bool) {
-		for id, p := range c.prospects {
-			if !yield(strconv.Itoa(id), *p) {
-				return
-			}
-		}
-	})
+	err := c.store.Commit()
 	c.mu.Unlock()
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, errorObject{ID: "internalServerError", Title: "Internal Server Error", Detail: "the emulator could not keep its prospects: " + err.Error()})
@@ -154,7 +159,7 @@ func (c *CRM) unlockAnswer(w http.ResponseWriter, r *http.Request, timeout bool,
 func (c *CRM) Stored() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.prospects)
+	return c.store.Len()
 }
 
 // Register implements crmsim.CRM.
@@ -303,16 +308,15 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool) {
 		}
 	}
 	p := &prospect{ID: c.next, Attributes: attrs, CreatedAt: now, UpdatedAt: now}
-	c.prospects[p.ID] = p
 	c.indexLocked(p, true)
 	c.next++
-	c.journal.Put(strconv.Itoa(p.ID), *p)
+	c.saveLocked(p)
 	c.unlockAnswer(w, r, timeout, http.StatusCreated, map[string]any{"data": p.resource()})
 }
 
 func (c *CRM) find(w http.ResponseWriter, r *http.Request) (*prospect, bool) {
 	id, err := strconv.Atoi(r.PathValue("id"))
-	p, ok := c.prospects[id]
+	p, ok := c.getLocked(id)
 	if err != nil || !ok {
 		writeErr(w, http.StatusNotFound, errorObject{ID: "resourceNotFound", Title: "Resource Not Found",
 			Detail: fmt.Sprintf("Could not find 'prospect' with ID '%s'.", r.PathValue("id"))})
@@ -351,7 +355,7 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool) {
 	}
 	c.indexLocked(p, true)
 	p.UpdatedAt = time.Now().UTC()
-	c.journal.Put(strconv.Itoa(p.ID), *p)
+	c.saveLocked(p)
 	c.unlockAnswer(w, r, timeout, http.StatusOK, map[string]any{"data": p.resource()})
 }
 
@@ -362,8 +366,7 @@ func (c *CRM) delete(w http.ResponseWriter, r *http.Request, timeout bool) {
 		c.mu.Unlock()
 		return
 	}
-	delete(c.prospects, p.ID)
 	c.indexLocked(p, false)
-	c.journal.Delete(strconv.Itoa(p.ID))
+	c.store.Delete(strconv.Itoa(p.ID))
 	c.unlockAnswer(w, r, timeout, http.StatusNoContent, nil)
 }

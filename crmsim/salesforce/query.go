@@ -85,10 +85,10 @@ func (c *CRM) query(all bool) handler {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		candidates := make([]*record, 0, len(c.byID))
-		for _, r := range c.byID {
+		candidates := make([]*record, 0, c.store.Len())
+		for _, r := range c.store.All() {
 			if r.Type == o.Name && (!r.Deleted || all) {
-				candidates = append(candidates, r)
+				candidates = append(candidates, &r)
 			}
 		}
 		match := q.run(candidates)
@@ -109,7 +109,7 @@ func (c *CRM) page(k call, cur *cursor, locator string) {
 	n := min(cur.batch, len(cur.ids))
 	records := make([]map[string]any, 0, n)
 	for _, id := range cur.ids[:n] {
-		if r, ok := c.byID[id]; ok {
+		if r, ok := c.getLocked(id); ok {
 			records = append(records, r.json(k.base, cur.fields))
 		}
 	}

@@ -51,8 +51,7 @@ func (c *CRM) recordLocked(id string) (*record, bool) {
 	if len(id) == 15 {
 		id += "AAA"
 	}
-	r, ok := c.byID[id]
-	return r, ok
+	return c.getLocked(id)
 }
 
 // checkFields validates the fields of a body for o: it returns them under
@@ -104,8 +103,10 @@ func validEmail(e string) bool {
 }
 
 // tx is the changes of one request: each touched record's state before it,
-// so that an allOrNone failure can put them back, and the ids to write to
-// the records file.
+// so that an allOrNone failure can put them back, and the ids whose writes
+// go to the history. Changes are kept as they are made (putLocked), so
+// that a later lookup in the same request sees them; the records file
+// gets them at commit.
 type tx struct {
 	c       *CRM
 	before  map[string]*record // nil: the record did not exist
@@ -119,10 +120,8 @@ func (t *tx) touch(id string) {
 		return
 	}
 	t.touched = append(t.touched, id)
-	if r, ok := t.c.byID[id]; ok {
-		cp := *r
-		cp.Fields = maps.Clone(r.Fields)
-		t.before[id] = &cp
+	if r, ok := t.c.getLocked(id); ok { // a copy of its own
+		t.before[id] = r
 	} else {
 		t.before[id] = nil
 	}
@@ -131,13 +130,14 @@ func (t *tx) touch(id string) {
 // rollback puts every touched record back as it was.
 func (t *tx) rollback() {
 	for _, id := range t.touched {
-		if cur, ok := t.c.byID[id]; ok {
+		if cur, ok := t.c.getLocked(id); ok {
 			t.c.unindex(cur)
-			delete(t.c.byID, id)
 		}
 		if prev := t.before[id]; prev != nil {
-			t.c.byID[id] = prev
+			t.c.putLocked(prev)
 			t.c.index(prev)
+		} else {
+			t.c.store.Delete(id)
 		}
 	}
 }
@@ -146,12 +146,10 @@ func (t *tx) rollback() {
 // to the history of its external id (GET /_sim/salesforce/history).
 func (t *tx) commit() error {
 	for _, id := range t.touched {
-		r, ok := t.c.byID[id]
-		if !ok {
-			t.c.journal.Delete(id)
+		r, ok := t.c.getLocked(id)
+		if !ok { // created, then rolled back
 			continue
 		}
-		t.c.journal.Put(id, *r)
 		if ext, _ := r.Fields[ExternalID].(string); ext != "" {
 			op, prev := "update", t.before[id]
 			switch {
@@ -233,7 +231,7 @@ func (c *CRM) createLocked(t *tx, o *object, body map[string]any) (*record, *ite
 	r := &record{ID: idFor(o, c.next), Type: o.Name, Fields: fields, Created: now, Modified: now}
 	c.next++
 	t.touch(r.ID)
-	c.byID[r.ID] = r
+	c.putLocked(r)
 	c.index(r)
 	return r, nil
 }
@@ -266,6 +264,7 @@ func (c *CRM) updateLocked(t *tx, r *record, body map[string]any) *itemError {
 		}
 	}
 	r.Modified = time.Now().UTC()
+	c.putLocked(r)
 	c.index(r)
 	return nil
 }
@@ -279,6 +278,7 @@ func (c *CRM) deleteLocked(t *tx, r *record) *itemError {
 	c.unindex(r)
 	r.Deleted = true
 	r.Modified = time.Now().UTC()
+	c.putLocked(r)
 	return nil
 }
 
@@ -470,7 +470,8 @@ func (c *CRM) extLookupLocked(k call) (*object, *record, bool) {
 		return o, r, true
 	case strings.EqualFold(field, ExternalID):
 		if id, ok := c.byExt[extKey(o.Name, value)]; ok {
-			return o, c.byID[id], true
+			r, ok := c.getLocked(id)
+			return o, r, ok
 		}
 		return o, nil, true
 	}
@@ -689,7 +690,7 @@ func (c *CRM) upsertMany(k call) {
 		}
 		seen[strings.ToLower(ext)] = true
 		if id, ok := c.byExt[extKey(o.Name, ext)]; ok {
-			r := c.byID[id]
+			r, _ := c.getLocked(id) // byExt holds live records only
 			if e := c.updateLocked(t, r, rec); e != nil {
 				return failed(e)
 			}

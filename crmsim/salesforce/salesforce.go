@@ -20,8 +20,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
-	"iter"
 	"mime"
 	"net/http"
 	"regexp"
@@ -73,11 +73,10 @@ type CRM struct {
 	tokens *crmsim.Tokens
 
 	mu      sync.Mutex
-	byID    map[string]*record // deleted ones too: the recycle bin
-	byExt   map[string]string  // type + "/" + lower-cased external id -> id, live records only
+	store   *crmsim.Store[record] // by id, deleted ones too: the recycle bin
+	byExt   map[string]string     // type + "/" + lower-cased external id -> id, live records only
 	next    int
 	live    int
-	journal *crmsim.Journal[record]
 	cursors cursors
 }
 
@@ -117,16 +116,18 @@ func Open(creds Credentials, path string) (*CRM, error) {
 	}
 	c := &CRM{sim: crmsim.NewSim(1000, time.Minute), creds: creds, pub: &key.PublicKey, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.clear()
-	if path == "" {
-		return c, nil
-	}
-	j, stored, err := crmsim.OpenJournal[record](path)
+	store, err := crmsim.OpenStore[record](path)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce: %w", err)
 	}
-	c.journal = j
-	for id, rec := range stored {
-		c.byID[id] = &rec
+	if path != "" {
+		if err := c.sim.KeepHistoryIn(crmsim.HistoryPath(path)); err != nil {
+			_ = store.Close()
+			return nil, fmt.Errorf("salesforce: %w", err)
+		}
+	}
+	c.store = store
+	for id, rec := range store.All() {
 		if len(id) == 18 {
 			if n, err := strconv.Atoi(id[6:15]); err == nil {
 				c.next = max(c.next, n+1)
@@ -168,7 +169,7 @@ func (c *CRM) Credentials() any { return c.creds }
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 func (c *CRM) clear() {
-	c.byID, c.byExt, c.next, c.live = map[string]*record{}, map[string]string{}, 1, 0
+	c.byExt, c.next, c.live = map[string]string{}, 1, 0
 	c.cursors = cursors{byID: map[string]*cursor{}}
 }
 
@@ -178,14 +179,14 @@ func (c *CRM) Reset() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clear()
-	return c.journal.Reset()
+	return c.store.Reset()
 }
 
 // Close implements crmsim.CRM.
 func (c *CRM) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.journal.Close()
+	return errors.Join(c.store.Close(), c.sim.Close())
 }
 
 // Stored implements crmsim.CRM: records not deleted.
@@ -196,19 +197,17 @@ func (c *CRM) Stored() int {
 }
 
 // commitLocked writes the changes of a request to the records file.
-func (c *CRM) commitLocked() error {
-	return c.journal.Commit(len(c.byID), c.all())
+func (c *CRM) commitLocked() error { return c.store.Commit() }
+
+// getLocked reads the record with id id (18 characters), deleted ones
+// included: a copy, kept by putLocked.
+func (c *CRM) getLocked(id string) (*record, bool) {
+	r, ok := c.store.Get(id)
+	return &r, ok
 }
 
-func (c *CRM) all() iter.Seq2[string, record] {
-	return func(yield func(string, record) bool) {
-		for id, r := range c.byID {
-			if !yield(id, *r) {
-				return
-			}
-		}
-	}
-}
+// putLocked keeps r's new state.
+func (c *CRM) putLocked(r *record) { c.store.Put(r.ID, *r) }
 
 func extKey(typ, ext string) string { return typ + "/" + strings.ToLower(ext) }
 
