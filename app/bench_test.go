@@ -8,8 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/recordsync/record-sync/app"
 	"github.com/recordsync/record-sync/shared/mesh"
+	"github.com/recordsync/record-sync/shared/natstest"
 	"github.com/recordsync/record-sync/shared/status"
 )
 
@@ -35,8 +39,10 @@ import (
 // records/s from the first 202 to the last synced, CRM requests per record
 // and target, the share of full batches, p50/p99 from 202 to synced over a
 // sample, KV status writes per record, the CPU time, heap allocations and
-// page faults per record (all of the process: services, NATS, emulators and
-// the clients) and the process's peak memory. Run it with make bench-mesh.
+// page faults per record of the process (the services, NATS and the
+// clients) and its peak memory, and apart from them the CPU time per
+// record and the peak memory of the CRM emulator, which runs as a process
+// of its own (recordsync crmsim). Run it with make bench-mesh.
 //
 // Each profile takes two bursts, each on a dev of its own: the process's
 // first burst also pays for growing it to its working size (the kernel
@@ -72,7 +78,9 @@ func envInt(name string, def int) int {
 }
 
 func benchMesh(b *testing.B, profile string, n, every, cluster int) {
-	s := startDev(b, func(e *app.Env) { e.Profile, e.DevCluster = profile, cluster })
+	data := b.TempDir()
+	sim := startEmulator(b, data)
+	s := startDev(b, sim.inDev(data), func(e *app.Env) { e.Profile, e.DevCluster = profile, cluster })
 	targets := []string{"hubspot", "salesforce", "outreach"}
 	want := map[string]int{"hubspot": n, "salesforce": n, "outreach": (n + every - 1) / every}
 	raiseLimits(b, s, targets)
@@ -83,6 +91,7 @@ func benchMesh(b *testing.B, profile string, n, every, cluster int) {
 	b.ResetTimer()
 	stopProfile := cpuProfile(b)
 	cpu0, faults0 := usage()
+	simCPU0 := sim.cpu()
 	alloc0 := allocated()
 	const batch = 500
 	const clients = 8
@@ -132,6 +141,7 @@ func benchMesh(b *testing.B, profile string, n, every, cluster int) {
 	heapProfile(b, "synced")
 	cpu, faults := usage()
 	cpu, faults, alloc := cpu-cpu0, faults-faults0, allocated()-alloc0
+	simCPU := sim.cpu() - simCPU0
 	stopProfile()
 	b.StopTimer()
 
@@ -168,6 +178,7 @@ func benchMesh(b *testing.B, profile string, n, every, cluster int) {
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
 	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/record")
+	b.ReportMetric(float64(simCPU.Microseconds())/float64(n), "crmsim-cpu-µs/record")
 	b.ReportMetric(float64(alloc)/1024/float64(n), "alloc-KB/record")
 	b.ReportMetric(float64(faults)/float64(n), "faults/record")
 	for _, tg := range targets {
@@ -178,6 +189,7 @@ func benchMesh(b *testing.B, profile string, n, every, cluster int) {
 	b.ReportMetric(float64(pct(0.5).Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(pct(0.99).Milliseconds()), "p99-ms")
 	b.ReportMetric(peakRSSMB(), "peak-MB")
+	b.ReportMetric(peakRSSMBOf(sim.pid), "crmsim-peak-MB")
 	b.ReportMetric(metricValue(metrics, `recordsync_status_writes_total{result="ok"}`)/float64(n), "status-writes/record")
 	for _, tg := range targets {
 		sel := `{target="` + tg + `"}`
@@ -327,8 +339,12 @@ func allocated() uint64 {
 }
 
 // peakRSSMB is the process's peak resident memory (VmHWM), in MB.
-func peakRSSMB() float64 {
-	f, err := os.Open("/proc/self/status")
+func peakRSSMB() float64 { return peakRSSMBOf("self") }
+
+// peakRSSMBOf is the peak resident memory of process pid ("self": this
+// one), in MB.
+func peakRSSMBOf(pid string) float64 {
+	f, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}
@@ -370,4 +386,72 @@ func traceBacklogs(b *testing.B, s *devStack, targets []string) (stop func()) {
 		}
 		b.Log(line)
 	})
+}
+
+// emulator is the CRM emulator as a process of its own (recordsync
+// crmsim), so that a benchmark reports its CPU and memory apart from
+// record-sync's: the issue's targets are for record-sync's own processes.
+type emulator struct {
+	addr string
+	pid  string
+}
+
+// startEmulator runs recordsync crmsim with its records and credentials
+// under data (where dev then finds the credentials), until the benchmark
+// ends.
+func startEmulator(b *testing.B, data string) *emulator {
+	b.Helper()
+	bin := binary(b)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cmd := exec.Command(bin, "crmsim")
+	cmd.Env = append(os.Environ(), "RECORDSYNC_DATA_DIR="+data, "RECORDSYNC_CRMSIM_ADDR="+addr, "RECORDSYNC_LOG_LEVEL=warn")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	natstest.Eventually(b, 30*time.Second, "the emulator answering", func() bool {
+		res, err := http.Get("http://" + addr + "/_sim/hubspot/stats")
+		if err != nil {
+			return false
+		}
+		_ = res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	return &emulator{addr: addr, pid: strconv.Itoa(cmd.Process.Pid)}
+}
+
+// inDev makes dev use the emulator instead of one of its own.
+func (e *emulator) inDev(data string) func(*app.Env) {
+	return func(env *app.Env) {
+		env.CRMSim, env.CRMSimAddr, env.DataDir = false, e.addr, data
+		env.CRMCredentials = filepath.Join(data, "crmsim", "credentials.json")
+	}
+}
+
+// cpu is the CPU time the emulator has used so far (user and system).
+func (e *emulator) cpu() time.Duration {
+	b, err := os.ReadFile("/proc/" + e.pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces) in parentheses:
+	// utime and stime are the 12th and 13th, in clock ticks (100 a second
+	// on Linux).
+	_, rest, _ := bytes.Cut(b, []byte(") "))
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }

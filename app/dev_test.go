@@ -85,7 +85,8 @@ func startDev(t testing.TB, opts ...func(*app.Env)) *devStack {
 	}
 	// Every service runs as its own NATS user: the server must refuse
 	// none of what they do.
-	denied := &deniedLog{Handler: log.Handler(), seen: &deniedSeen{}}
+	_, bench := t.(*testing.B)
+	denied := &deniedLog{Handler: log.Handler(), seen: &deniedSeen{}, recent: !bench}
 	log = slog.New(denied)
 	go func() { done <- app.RunDev(ctx, env, log, func(i app.DevInfo) { ready <- i }) }()
 	var info app.DevInfo
@@ -118,6 +119,10 @@ func startDev(t testing.TB, opts ...func(*app.Env)) *devStack {
 type deniedLog struct {
 	slog.Handler
 	seen *deniedSeen
+	// recent: keep the info lines too (tests, for their failure
+	// messages); a benchmark sees only warnings and errors, so that it
+	// does not measure this ring.
+	recent bool
 }
 
 type deniedSeen struct {
@@ -159,7 +164,9 @@ func (d *deniedSeen) mentioning(id string) []string {
 	return out
 }
 
-func (d *deniedLog) Enabled(context.Context, slog.Level) bool { return true }
+func (d *deniedLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return d.recent || level >= slog.LevelWarn || d.Handler.Enabled(ctx, level)
+}
 
 func (d *deniedLog) Handle(ctx context.Context, r slog.Record) error {
 	detail := ""
@@ -169,7 +176,7 @@ func (d *deniedLog) Handle(ctx context.Context, r slog.Record) error {
 		}
 		return true
 	})
-	if r.Level >= slog.LevelInfo {
+	if r.Level >= slog.LevelInfo && d.recent {
 		line := r.Time.Format("15:04:05.000") + " " + r.Message
 		r.Attrs(func(a slog.Attr) bool {
 			line += " " + a.String()
@@ -189,11 +196,11 @@ func (d *deniedLog) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (d *deniedLog) WithAttrs(as []slog.Attr) slog.Handler {
-	return &deniedLog{Handler: d.Handler.WithAttrs(as), seen: d.seen}
+	return &deniedLog{Handler: d.Handler.WithAttrs(as), seen: d.seen, recent: d.recent}
 }
 
 func (d *deniedLog) WithGroup(name string) slog.Handler {
-	return &deniedLog{Handler: d.Handler.WithGroup(name), seen: d.seen}
+	return &deniedLog{Handler: d.Handler.WithGroup(name), seen: d.seen, recent: d.recent}
 }
 
 func (d *deniedLog) all() []string {
