@@ -194,6 +194,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 	hc := huma.DefaultConfig("record-sync", "1.0.0")
 	hc.DocsPath = "" // served by serveDocs, from the binary
 	hc.Components.Schemas = huma.NewMapRegistry("#/components/schemas/", schemaName)
+	// A pushed event's data is kept encoded (status.Data) and answered as
+	// the object it is.
+	hc.Components.Schemas.RegisterTypeAlias(reflect.TypeFor[status.Data](), reflect.TypeFor[map[string]any]())
 	hc.Info.Description = "Keeps Salesforce, HubSpot and Outreach in step with System A's records. Every error is an RFC 9457 problem (application/problem+json) naming each bad field; a request that gets an error enqueues nothing."
 	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"apiKey": {Type: "apiKey", In: "header", Name: "X-API-Key", Description: "A sync key (RECORDSYNC_API_KEYS) or an admin key (RECORDSYNC_ADMIN_KEYS)."},

@@ -132,8 +132,11 @@ type readKey struct {
 func (s *Service) readKey(c crm.CRM, recordID string, t *status.Target) readKey {
 	k := readKey{recordID: recordID, target: t, pushed: t.LastPushed}
 	ev := &event.Event{RecordID: recordID, EventID: t.EventID, Operation: event.Operation(t.Operation)}
+	var dataErr error
 	if p := t.LastPushed; p != nil {
-		ev = &event.Event{RecordID: recordID, EventID: p.EventID, ObjectType: p.ObjectType, Operation: event.Operation(p.Operation), Data: p.Data, OccurredAt: p.OccurredAt}
+		var data map[string]any
+		data, dataErr = p.Data.Map()
+		ev = &event.Event{RecordID: recordID, EventID: p.EventID, ObjectType: p.ObjectType, Operation: event.Operation(p.Operation), Data: data, OccurredAt: p.OccurredAt}
 	}
 	rec, res := crm.Prepare(c, s.deps.Mappings, ev)
 	rec.Event = ev
@@ -142,6 +145,9 @@ func (s *Service) readKey(c crm.CRM, recordID string, t *status.Target) readKey 
 	}
 	k.rec = rec
 	switch {
+	case dataErr != nil:
+		k.note = "the last pushed event's data does not decode: " + dataErr.Error()
+		k.readable = rec.CRMID != ""
 	case res != nil && res.Code != crm.CodeMissingIdentity:
 		k.note = "the last pushed event no longer maps: " + res.Message
 		k.readable = rec.CRMID != ""

@@ -829,8 +829,12 @@ func (w *Worker) settle(tc config.Target, p pending, res crm.Result, out *outcom
 	}
 	if res.Class == crm.OK {
 		c.State, c.CRMID = status.StateSynced, res.CRMID
+		data, err := status.DataOf(it.Data)
+		if err != nil { // it was decoded from JSON: it encodes
+			w.log.Warn("push_data_not_kept", "record_id", it.RecordID, "target", w.crm.Name(), "error", err)
+		}
 		c.Pushed = &status.Pushed{EventID: it.EventID, Operation: string(it.Operation), ObjectType: it.ObjectType,
-			OccurredAt: it.OccurredAt, Data: it.Data, At: c.At}
+			OccurredAt: it.OccurredAt, Data: data, At: c.At}
 		out.changes = append(out.changes, c)
 		if p.record {
 			out.unblock[key] = true

@@ -25,7 +25,7 @@ func TestStatusChangesSplitToFit(t *testing.T) {
 	changes := make([]status.Change, n)
 	for i := range changes {
 		changes[i] = status.Change{RecordID: "r-" + strconv.Itoa(i), Target: "hubspot", State: status.StateSynced,
-			Pushed: &status.Pushed{Data: map[string]any{"email": "r" + strconv.Itoa(i) + "@example.com", "note": strings.Repeat("x", 500)}}}
+			Pushed: &status.Pushed{Data: status.Data(`{"email":"r` + strconv.Itoa(i) + `@example.com","note":"` + strings.Repeat("x", 500) + `"}`)}}
 	}
 	for range 2 {
 		fs, err := PublishStatusAsync(js, "pusher", "round-1", changes)

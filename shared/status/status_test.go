@@ -1,6 +1,8 @@
 package status_test
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,7 +84,7 @@ func TestKey(t *testing.T) {
 func TestLastPushedKeepsTheLastSyncedEvent(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	var r status.Record
-	first := &status.Pushed{EventID: "e-1", Operation: "create", Data: map[string]any{"email": "a@example.com"}, At: t0}
+	first := &status.Pushed{EventID: "e-1", Operation: "create", Data: status.Data(`{"email":"a@example.com"}`), At: t0}
 	r.Apply(status.Change{RecordID: "c", Target: "hubspot", EventID: "e-1", OccurredAt: t0, State: status.StateQueued, At: t0})
 	if r.Targets["hubspot"].LastPushed != nil {
 		t.Fatal("a queued event has nothing pushed yet")
@@ -99,5 +101,40 @@ func TestLastPushedKeepsTheLastSyncedEvent(t *testing.T) {
 	r.Apply(status.Change{RecordID: "c", Target: "hubspot", EventID: "e-3", OccurredAt: t1.Add(time.Second), State: status.StateSynced, Pushed: second, At: t1})
 	if got := r.Targets["hubspot"].LastPushed; got != second {
 		t.Fatalf("last pushed is %+v; want e-3's", got)
+	}
+}
+
+// A pushed event's data travels as the object it is, without being
+// decoded on the way, and decodes where it is read.
+func TestPushedDataStaysEncoded(t *testing.T) {
+	data, err := status.DataOf(map[string]any{"email": "a@example.com", "n": 1.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := status.Target{State: status.StateSynced, LastPushed: &status.Pushed{EventID: "e-1", Data: data}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"data":{"email":"a@example.com","n":1.5}`) {
+		t.Fatalf("encoded: %s", b)
+	}
+	var out status.Target
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	m, err := out.LastPushed.Data.Map()
+	if err != nil || m["email"] != "a@example.com" || m["n"] != 1.5 {
+		t.Fatalf("decoded: %v %v", m, err)
+	}
+	if err := json.Unmarshal([]byte(`{"event_id":"e","data":[1]}`), &status.Pushed{}); err == nil {
+		t.Fatal("data that is not an object was taken")
+	}
+	var none status.Pushed
+	if err := json.Unmarshal([]byte(`{"event_id":"e","data":null}`), &none); err != nil || none.Data != nil {
+		t.Fatalf("null data: %v %v", none.Data, err)
+	}
+	if b, _ := json.Marshal(status.Pushed{}); strings.Contains(string(b), "data") {
+		t.Fatalf("no data is left out: %s", b)
 	}
 }
