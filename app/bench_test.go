@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -189,7 +188,7 @@ func benchMesh(b *testing.B, profile string, n, every, cluster int) {
 	b.ReportMetric(float64(pct(0.5).Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(pct(0.99).Milliseconds()), "p99-ms")
 	b.ReportMetric(peakRSSMB(), "peak-MB")
-	b.ReportMetric(peakRSSMBOf(sim.pid), "crmsim-peak-MB")
+	b.ReportMetric(procMB(sim.pid, "VmHWM"), "crmsim-peak-MB")
 	b.ReportMetric(metricValue(metrics, `recordsync_status_writes_total{result="ok"}`)/float64(n), "status-writes/record")
 	for _, tg := range targets {
 		sel := `{target="` + tg + `"}`
@@ -339,19 +338,17 @@ func allocated() uint64 {
 }
 
 // peakRSSMB is the process's peak resident memory (VmHWM), in MB.
-func peakRSSMB() float64 { return peakRSSMBOf("self") }
+func peakRSSMB() float64 { return procMB("self", "VmHWM") }
 
-// peakRSSMBOf is the peak resident memory of process pid ("self": this
-// one), in MB.
-func peakRSSMBOf(pid string) float64 {
-	f, err := os.Open("/proc/" + pid + "/status")
+// procMB is field (VmRSS, VmHWM) of process pid ("self": this one), in
+// MB.
+func procMB(pid, field string) float64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 			return kb / 1024
 		}
