@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	statussvc "github.com/recordsync/record-sync/services/status"
+	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/status"
 )
@@ -20,11 +21,42 @@ import (
 // as the rules service and the pushers do. It reports records written per
 // second, the service's work and the server's together, waiting for the
 // synced counter the service keeps.
+//
+// misses: every record is in the bucket already (queued for the three
+// targets) and the service's cache holds nothing, as when a backlog
+// drains: each write must read the record first.
 func BenchmarkStatusService(b *testing.B) {
+	b.Run("fresh", func(b *testing.B) { benchStatus(b, false) })
+	b.Run("misses", func(b *testing.B) { benchStatus(b, true) })
+}
+
+func benchStatus(b *testing.B, misses bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	js, pub, kv := setup(ctx, b)
-	svc, err := statussvc.New(js, kv, statussvc.Config{}, slog.New(slog.DiscardHandler))
+	t0 := time.Now().UTC()
+	targets := []string{"hubspot", "salesforce", "outreach"}
+	states := []status.State{status.StateQueued, status.StateSynced}
+	cfg := statussvc.Config{}
+	if misses {
+		states, cfg.CacheBytes = states[1:], 1
+		okv := operatorKV(ctx, b, pub)
+		for i := range b.N {
+			id := fmt.Sprintf("sb-%d", i)
+			rec := status.Record{RecordID: id, Targets: map[string]*status.Target{}}
+			for _, tg := range targets {
+				rec.Targets[tg] = &status.Target{State: status.StateQueued, EventID: "e-" + id, Operation: "create", OccurredAt: t0, UpdatedAt: t0}
+			}
+			v, err := fastjson.Marshal(rec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := okv.Put(ctx, status.Key(id), v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	svc, err := statussvc.New(js, kv, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -36,7 +68,6 @@ func BenchmarkStatusService(b *testing.B) {
 			b.Error(err)
 		}
 	}()
-	t0 := time.Now().UTC()
 	var batch []status.Change
 	var acks []jetstream.PubAckFuture
 	flush := func() {
@@ -50,8 +81,8 @@ func BenchmarkStatusService(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		id := fmt.Sprintf("sb-%d", i)
-		for _, tg := range []string{"hubspot", "salesforce", "outreach"} {
-			for _, st := range []status.State{status.StateQueued, status.StateSynced} {
+		for _, tg := range targets {
+			for _, st := range states {
 				batch = append(batch, status.Change{RecordID: id, Target: tg, EventID: "e-" + id, Operation: "create",
 					OccurredAt: t0, State: st, Attempts: 1, CRMID: "1001", At: t0})
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/mesh"
@@ -254,6 +255,7 @@ func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendin
 			}
 		}
 		todo = nil
+		var stale []*pendingWrite
 		for _, w := range inFlight {
 			select {
 			case ack := <-w.future.Ok():
@@ -270,13 +272,18 @@ func (s *Service) write(ctx context.Context, writes []*pendingWrite) map[*pendin
 				results[result]++
 				if !isWrongRevision(err) || attempt == maxAttempts {
 					fail(w, fmt.Errorf("write status: %w", err))
-				} else if err := s.reload(ctx, w); err != nil {
-					fail(w, err)
 				} else {
-					todo = append(todo, w)
+					stale = append(stale, w)
 				}
 			case <-ctx.Done():
 				fail(w, ctx.Err())
+			}
+		}
+		for i, err := range s.reloadAll(ctx, stale) {
+			if err != nil {
+				fail(stale[i], err)
+			} else {
+				todo = append(todo, stale[i])
 			}
 		}
 	}
@@ -347,6 +354,27 @@ func (s *Service) publish(w *pendingWrite) error {
 }
 
 // reload reads w's record from KV after another writer changed it.
+// reloadConcurrency is how many records reloadAll reads at once: a round
+// that missed the cache (a backlog draining, a restart) would otherwise
+// wait for one round trip per record.
+const reloadConcurrency = 32
+
+// reloadAll reloads each of ws, reloadConcurrency at a time, and returns
+// the error of each.
+func (s *Service) reloadAll(ctx context.Context, ws []*pendingWrite) []error {
+	errs := make([]error, len(ws))
+	var g errgroup.Group
+	g.SetLimit(reloadConcurrency)
+	for i, w := range ws {
+		g.Go(func() error {
+			errs[i] = s.reload(ctx, w)
+			return nil
+		})
+	}
+	_ = g.Wait() // the errors are in errs
+	return errs
+}
+
 func (s *Service) reload(ctx context.Context, w *pendingWrite) error {
 	w.rec, w.base = status.Record{}, 0
 	e, err := s.kv.Get(ctx, w.key)
