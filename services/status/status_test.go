@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,4 +295,89 @@ func TestBacklogHoldsQueued(t *testing.T) {
 	sentinels("s3", "s4")
 	publish(status.StateSynced, queued[18:]...)
 	until(queued[18:]...)
+}
+
+// gatedKV is a status bucket whose Get waits until gate reads are in
+// flight at once (or 5 s pass, which a service that reads one record
+// after the other makes it wait each time).
+type gatedKV struct {
+	jetstream.KeyValue
+	gate     int
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	open     chan struct{}
+}
+
+func (g *gatedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	g.mu.Lock()
+	g.inFlight++
+	g.most = max(g.most, g.inFlight)
+	if g.inFlight == g.gate {
+		close(g.open)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.open:
+	case <-time.After(5 * time.Second):
+	}
+	defer func() {
+		g.mu.Lock()
+		g.inFlight--
+		g.mu.Unlock()
+	}()
+	return g.KeyValue.Get(ctx, key)
+}
+
+// TestMissesAreReadTogether: a round of records the cache does not hold
+// (a backlog draining) reads them back several at a time, not one round
+// trip after the other; and each is written right.
+func TestMissesAreReadTogether(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	js, pub, kv := setup(ctx, t)
+	okv := operatorKV(ctx, t, pub)
+	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	const n = 64
+	var changes []status.Change
+	for i := range n {
+		id := fmt.Sprintf("m-%d", i)
+		v, _ := json.Marshal(status.Record{RecordID: id, Targets: map[string]*status.Target{"hubspot": {State: status.StateQueued, EventID: "e-" + id, OccurredAt: t0}}})
+		if _, err := okv.Put(ctx, status.Key(id), v); err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, status.Change{RecordID: id, Target: "hubspot", EventID: "e-" + id, OccurredAt: t0, State: status.StateSynced, At: t0})
+	}
+	g := &gatedKV{KeyValue: kv, gate: 8, open: make(chan struct{})}
+	svc, err := statussvc.New(js, g, statussvc.Config{CacheBytes: 1}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(rctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := mesh.PublishStatusAsync(pub, "test", "", changes); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 50*time.Second, "every record synced", func() bool {
+		for i := range n {
+			e, err := okv.Get(ctx, status.Key(fmt.Sprintf("m-%d", i)))
+			var rec status.Record
+			if err != nil || json.Unmarshal(e.Value(), &rec) != nil || rec.Targets["hubspot"].State != status.StateSynced {
+				return false
+			}
+		}
+		return true
+	})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.most < g.gate {
+		t.Fatalf("at most %d reads in flight at once; want %d", g.most, g.gate)
+	}
 }
