@@ -14,7 +14,7 @@ GO_LDFLAGS := -s -w -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)'
 IMAGE ?= recordsync:$(VERSION)
 
-.PHONY: help run test test-short test-chaos lint bench bench-ingest bench-singles bench-backlog bench-soak bench-mesh bench-failover bench-pushers build install lint-openapi fuzz example-client image helm-check deploy-check clean
+.PHONY: help run test test-short test-chaos lint bench bench-ingest bench-singles bench-backlog bench-soak bench-mesh bench-pipeline bench-failover bench-pushers build install lint-openapi fuzz example-client image helm-check deploy-check clean
 
 ## help: this list
 help:
@@ -103,6 +103,10 @@ bench-soak:
 ## two bursts each (RECORDSYNC_BENCH_RECORDS, default 100000; RECORDSYNC_BENCH_CPUPROFILE=prefix for profiles)
 bench-mesh:
 	go test -run '^$$' -bench 'Mesh' -benchtime 1x -timeout 30m ./app/
+
+## bench-pipeline: 50,000 contacts to HubSpot alone in batches of 100 from 16 clients (the issue's side-by-side case)
+bench-pipeline:
+	go test -run '^$$' -bench 'Pipeline' -benchtime 1x -timeout 30m ./app/
 
 ## bench-failover: how long records stop reaching the CRMs after a server kill (one server, and the
 ## streams' leader of an R3 cluster) and how long statuses lag after a status kill

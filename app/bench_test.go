@@ -62,11 +62,37 @@ func BenchmarkMesh(b *testing.B) {
 		for _, profile := range []string{"fast", "durable"} {
 			b.Run(fmt.Sprintf("servers=%d/profile=%s", cluster, profile), func(b *testing.B) {
 				for _, burst := range []string{"first", "second"} {
-					b.Run("burst="+burst, func(b *testing.B) { benchMesh(b, profile, n, every, cluster) })
+					b.Run("burst="+burst, func(b *testing.B) {
+						benchMesh(b, meshLoad{profile: profile, n: n, every: every, cluster: cluster, batch: 500, clients: 8})
+					})
 				}
 			})
 		}
 	}
+}
+
+// BenchmarkPipeline is the issue's side-by-side case: 50,000 contacts
+// (RECORDSYNC_BENCH_RECORDS) to HubSpot alone, in batches of 100 from 16
+// clients, fast profile, two bursts as BenchmarkMesh takes them, with the
+// same figures. Run it with make bench-pipeline.
+func BenchmarkPipeline(b *testing.B) {
+	app.TuneGC()
+	n := envInt("RECORDSYNC_BENCH_RECORDS", 50_000)
+	for _, burst := range []string{"first", "second"} {
+		b.Run("burst="+burst, func(b *testing.B) {
+			benchMesh(b, meshLoad{profile: "fast", n: n, cluster: 1, batch: 100, clients: 16})
+		})
+	}
+}
+
+// meshLoad is what benchMesh sends.
+type meshLoad struct {
+	profile    string
+	n, cluster int
+	// every: one record in every goes to Outreach too, and each to
+	// HubSpot and Salesforce; 0: every record to HubSpot alone.
+	every          int
+	batch, clients int
 }
 
 func envInt(name string, def int) int {
@@ -76,12 +102,16 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func benchMesh(b *testing.B, profile string, n, every, cluster int) {
+func benchMesh(b *testing.B, l meshLoad) {
+	profile, n, every, batch, clients := l.profile, l.n, l.every, l.batch, l.clients
 	data := b.TempDir()
 	sim := startEmulator(b, data)
-	s := startDev(b, sim.inDev(data), func(e *app.Env) { e.Profile, e.DevCluster = profile, cluster })
+	s := startDev(b, sim.inDev(data), func(e *app.Env) { e.Profile, e.DevCluster = profile, l.cluster })
 	targets := []string{"hubspot", "salesforce", "outreach"}
-	want := map[string]int{"hubspot": n, "salesforce": n, "outreach": (n + every - 1) / every}
+	want := map[string]int{"hubspot": n, "salesforce": n, "outreach": (n + every - 1) / max(every, 1)}
+	if every == 0 {
+		targets, want = targets[:1], map[string]int{"hubspot": n}
+	}
 	raiseLimits(b, s, targets)
 	if os.Getenv("RECORDSYNC_BENCH_TRACE") != "" {
 		stop := traceBacklogs(b, s, targets)
@@ -92,8 +122,6 @@ func benchMesh(b *testing.B, profile string, n, every, cluster int) {
 	cpu0, faults0 := usage()
 	simCPU0 := sim.cpu()
 	alloc0 := allocated()
-	const batch = 500
-	const clients = 8
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = clients // System A keeps its connections
 	client := &http.Client{Transport: tr}
@@ -113,8 +141,11 @@ func benchMesh(b *testing.B, profile string, n, every, cluster int) {
 					if i > start {
 						buf.WriteByte(',')
 					}
-					to := `"hubspot","salesforce"`
-					if i%every == 0 {
+					to := `"hubspot"`
+					if every > 0 {
+						to += `,"salesforce"`
+					}
+					if every > 0 && i%every == 0 {
 						to += `,"outreach"`
 					}
 					fmt.Fprintf(&buf, `{"record_id":"m-%d","operation":"create","targets":[%s],"data":{"email":"m%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, i, to, i, i)
