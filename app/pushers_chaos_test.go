@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -145,22 +146,42 @@ func TestPusherKilledUnderLoad(t *testing.T) {
 	base := time.Now().UTC().Add(-time.Hour)
 	email := func(r int) string { return fmt.Sprintf("chaos-%d@example.com", r) }
 	// The load: a version of every record each half second, from a
-	// goroutine, while the pushers share the partitions and one is killed.
-	var accepted int
+	// goroutine, while the pushers share the partitions and one is killed:
+	// at least versions of them, and on until four have followed the kill
+	// (an even count in all, so that the last one sets last_name), so that
+	// there is work for the partitions while they are shared out and taken
+	// over however long that takes.
+	var accepted, sent int // read once loadDone has said
 	loadDone := make(chan error, 1)
+	killed, stop := make(chan struct{}), make(chan struct{})
+	defer close(stop)
 	go func() {
 		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
-		for v := range versions {
+		sinceKill := -1
+		for v := 0; v < versions || sinceKill < 4 || v%2 == 1; v++ {
+			select {
+			case <-stop:
+				loadDone <- errors.New("the test ended first")
+				return
+			case <-killed:
+				if sinceKill < 0 {
+					sinceKill = 0
+				}
+			default:
+			}
+			if sinceKill >= 0 {
+				sinceKill++
+			}
 			var evs []map[string]any
 			for r := range records {
 				field := "first_name"
 				if v%2 == 1 {
 					field = "last_name"
 				}
-				evs = append(evs, map[string]any{"record_id": fmt.Sprintf("chaos-%d", r), "event_id": fmt.Sprintf("chaos-%d-v%02d", r, v),
+				evs = append(evs, map[string]any{"record_id": fmt.Sprintf("chaos-%d", r), "event_id": fmt.Sprintf("chaos-%d-v%03d", r, v),
 					"operation": "update", "occurred_at": base.Add(time.Duration(v) * time.Second).Format(time.RFC3339Nano),
-					"data": map[string]any{"email": email(r), field: fmt.Sprintf("v%02d", v)}})
+					"data": map[string]any{"email": email(r), field: fmt.Sprintf("v%03d", v)}})
 			}
 			for chunk := range slices.Chunk(evs, 500) {
 				r := call(t, "POST", dev.info.HTTPURL+"/v1/sync/batch", syncKey, map[string]any{"events": chunk})
@@ -170,6 +191,7 @@ func TestPusherKilledUnderLoad(t *testing.T) {
 				}
 				accepted += len(chunk)
 			}
+			sent = v + 1
 			<-tick.C
 		}
 		loadDone <- nil
@@ -197,6 +219,7 @@ func TestPusherKilledUnderLoad(t *testing.T) {
 	t.Logf("partitions owned per pusher at the kill: %d %d %d", len(pushers[0].partitions()), len(pushers[1].partitions()), len(pushers[2].partitions()))
 	killedAt := time.Now()
 	victim.kill()
+	close(killed)
 	if err := <-loadDone; err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +248,7 @@ func TestPusherKilledUnderLoad(t *testing.T) {
 		len(victimParts), mesh.DefaultPushPartitions, failover.Round(10*time.Millisecond), long)
 
 	// Every record synced with its last event.
-	last := fmt.Sprintf("v%02d", versions-1)
+	last := fmt.Sprintf("v%03d", sent-1)
 	pending := 0
 	var example string
 	synced := func() bool {
@@ -259,7 +282,7 @@ func TestPusherKilledUnderLoad(t *testing.T) {
 	if n := dev.lastSeq(mesh.StreamDLQ); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}
-	wantFirst, wantLast := fmt.Sprintf("v%02d", versions-2), last
+	wantFirst, wantLast := fmt.Sprintf("v%03d", sent-2), last
 	for r := range records {
 		h := dev.sim("GET", "/history?identity="+url.QueryEscape(email(r)), nil)
 		var body struct {

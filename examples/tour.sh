@@ -64,6 +64,18 @@ expect() { # what, text, pattern
     fail "$1: expected $3 in $2"
   }
 }
+# soon: like expect, but what runs is a command, tried again for up to 30 s
+# (a status that is on its way).
+soon() { # what, pattern, command...
+  local what=$1 pattern=$2 got=""
+  shift 2
+  for _ in $(seq 150); do
+    got=$("$@")
+    grep -q -- "$pattern" <<<"$got" && return 0
+    sleep 0.2
+  done
+  expect "$what" "$got" "$pattern"
+}
 expect "tour output: the duplicate delete" "$(cat "$out")" '"event_id":"delete-c-125","status":"accepted","duplicate":true'
 expect "tour output: the dead letter listed by recordsync dlq" "$(cat "$out")" 'c-300 .*NETWORK'
 expect "tour output: the rule change" "$(cat "$out")" '"revision":2,"rules"'
@@ -73,12 +85,11 @@ expect "tour output: the preview's payload" "$(cat "$out")" '"identity":"mary@ex
 token=$(sed -n 's/.*"token": "\(.*\)".*/\1/p' "$data/crmsim/credentials.json")
 expect "c-123 in the emulated HubSpot" \
   "$(curl -s "http://$sim/hubspot/crm/v3/objects/contacts/ada@example.com?idProperty=email" -H "Authorization: Bearer $token")" '"lastname":"Lovelace"'
-expect "c-123" "$(get /v1/sync/status/c-123 "$key")" '"hubspot":{"state":"synced"'
-c124=$(get /v1/sync/status/c-124 "$key")
-expect "c-124 in HubSpot" "$c124" '"hubspot":{"state":"synced","event_id":"[^"]*","operation":"update"'
-expect "c-124 in Salesforce" "$c124" '"salesforce":{"state":"synced","event_id":"[^"]*","operation":"update"'
-expect "c-125" "$(get /v1/sync/status/c-125 "$key")" '"hubspot":{"state":"synced","event_id":"delete-c-125","operation":"delete"'
-expect "c-300 after its retry" "$(get /v1/sync/status/c-300 "$key")" '"hubspot":{"state":"synced"'
+soon "c-123" '"hubspot":{"state":"synced"' get /v1/sync/status/c-123 "$key"
+soon "c-124 in HubSpot" '"hubspot":{"state":"synced","event_id":"[^"]*","operation":"update"' get /v1/sync/status/c-124 "$key"
+soon "c-124 in Salesforce" '"salesforce":{"state":"synced","event_id":"[^"]*","operation":"update"' get /v1/sync/status/c-124 "$key"
+soon "c-125" '"hubspot":{"state":"synced","event_id":"delete-c-125","operation":"delete"' get /v1/sync/status/c-125 "$key"
+soon "c-300 after its retry" '"hubspot":{"state":"synced"' get /v1/sync/status/c-300 "$key"
 expect "the rule set" "$(get /v1/sync/rules "$admin")" '"revision":2,.*"id":"no-test-addresses"'
 expect "HubSpot's config" "$(get /v1/sync/config "$admin")" '"target":"hubspot","batch_size":50,"flush_interval":"100ms"'
 echo "tour: every command ran, and every outcome checked" >&2
