@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -430,12 +429,7 @@ type emulator struct {
 func startEmulator(b *testing.B, data string) *emulator {
 	b.Helper()
 	bin := binary(b)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := freeTCPAddr(b)
 	cmd := exec.Command(bin, "crmsim")
 	cmd.Env = append(os.Environ(), "RECORDSYNC_DATA_DIR="+data, "RECORDSYNC_CRMSIM_ADDR="+addr, "RECORDSYNC_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr

@@ -653,6 +653,8 @@ func TestChaosServiceKills(t *testing.T) {
 		took.Round(time.Millisecond), 2*mesh.DefaultStatusAckWait+2*time.Second)
 }
 
+// freeTCPAddr returns a loopback address with a port nothing listens on
+// now, for a child process to listen on.
 func freeTCPAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,12 +134,7 @@ type process struct {
 
 func startProcess(t testing.TB, bin, data, simAddr string, extraEnv ...string) *process {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := freeTCPAddr(t)
 	cmd := exec.Command(bin, "dev")
 	cmd.Env = append(os.Environ(),
 		"RECORDSYNC_DATA_DIR="+data, "RECORDSYNC_HTTP_ADDR="+addr, "RECORDSYNC_NATS_LISTEN=127.0.0.1:-1",

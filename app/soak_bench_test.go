@@ -27,7 +27,8 @@ import (
 // the memory after the first minute and its growth from there to the
 // largest sample after it (the issue asks for at most 10%), the p50/p99
 // of that visibility, the CPU per record of both processes, and checks at
-// the end that every record was synced once. Run it with make bench-soak.
+// the end that every record was synced once. Run it with make bench-soak;
+// RECORDSYNC_BENCH_MEMPROFILE writes a heap profile when the sending ends.
 func BenchmarkSoak(b *testing.B) {
 	app.TuneGC()
 	rate := envInt("RECORDSYNC_BENCH_SOAK_RATE", 3000)
@@ -110,6 +111,7 @@ func BenchmarkSoak(b *testing.B) {
 	}
 	tick.Stop()
 	sending := time.Since(start)
+	heapProfile(b, "sent")
 	close(follow)
 	want := map[string]int{"hubspot": sent, "salesforce": sent}
 	waitSynced(b, s, targets, want, start)

@@ -3,7 +3,6 @@ package app_test
 import (
 	"bufio"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +27,7 @@ func TestTour(t *testing.T) {
 	}
 	bin := binary(t)
 	data := t.TempDir()
-	httpAddr, simAddr := freeAddr(t), freeAddr(t)
+	httpAddr, simAddr := freeTCPAddr(t), freeTCPAddr(t)
 
 	var env []string
 	for _, kv := range os.Environ() {
@@ -96,15 +95,4 @@ func TestTour(t *testing.T) {
 	if err := dev.Wait(); err != nil {
 		t.Errorf("recordsync dev after Ctrl-C: %v (the front page says it exits 0)", err)
 	}
-}
-
-// freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
 }

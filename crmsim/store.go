@@ -66,6 +66,20 @@ func OpenStore[T any](path string) (*Store[T], error) {
 	return s, nil
 }
 
+// OpenRecords opens the store of a CRM whose records are at path ("": in
+// memory only) and, with a path, moves sim's history of writes to the file
+// beside it (HistoryPath).
+func OpenRecords[T any](sim *Sim, path string) (*Store[T], error) {
+	s, err := OpenStore[T](path)
+	if err != nil || path == "" {
+		return s, err
+	}
+	if err := sim.KeepHistoryIn(HistoryPath(path)); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	return s, nil
+}
+
 // Len is the number of records held.
 func (s *Store[T]) Len() int { return len(s.at) }
 

@@ -104,15 +104,9 @@ func New(creds Credentials) *CRM {
 func Open(creds Credentials, path string) (*CRM, error) {
 	c := &CRM{sim: crmsim.NewSim(defaultLimit, defaultWindow), creds: creds, tokens: crmsim.NewTokens(accessTokenTTL)}
 	c.clear()
-	store, err := crmsim.OpenStore[contact](path)
+	store, err := crmsim.OpenRecords[contact](c.sim, path)
 	if err != nil {
 		return nil, fmt.Errorf("hubspot: %w", err)
-	}
-	if path != "" {
-		if err := c.sim.KeepHistoryIn(crmsim.HistoryPath(path)); err != nil {
-			_ = store.Close()
-			return nil, fmt.Errorf("hubspot: %w", err)
-		}
 	}
 	c.store = store
 	for id, ct := range store.All() {

@@ -81,15 +81,9 @@ func New(creds Credentials) *CRM {
 func Open(creds Credentials, path string) (*CRM, error) {
 	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.clear()
-	store, err := crmsim.OpenStore[prospect](path)
+	store, err := crmsim.OpenRecords[prospect](c.sim, path)
 	if err != nil {
 		return nil, fmt.Errorf("outreach: %w", err)
-	}
-	if path != "" {
-		if err := c.sim.KeepHistoryIn(crmsim.HistoryPath(path)); err != nil {
-			_ = store.Close()
-			return nil, fmt.Errorf("outreach: %w", err)
-		}
 	}
 	c.store = store
 	for _, p := range store.All() {

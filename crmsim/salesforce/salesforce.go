@@ -116,15 +116,9 @@ func Open(creds Credentials, path string) (*CRM, error) {
 	}
 	c := &CRM{sim: crmsim.NewSim(1000, time.Minute), creds: creds, pub: &key.PublicKey, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.clear()
-	store, err := crmsim.OpenStore[record](path)
+	store, err := crmsim.OpenRecords[record](c.sim, path)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce: %w", err)
-	}
-	if path != "" {
-		if err := c.sim.KeepHistoryIn(crmsim.HistoryPath(path)); err != nil {
-			_ = store.Close()
-			return nil, fmt.Errorf("salesforce: %w", err)
-		}
 	}
 	c.store = store
 	for id, rec := range store.All() {

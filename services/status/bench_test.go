@@ -3,7 +3,6 @@ package status_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -56,18 +55,7 @@ func benchStatus(b *testing.B, misses bool) {
 			}
 		}
 	}
-	svc, err := statussvc.New(js, kv, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
+	defer runService(ctx, b, js, kv, cfg)()
 	var batch []status.Change
 	var acks []jetstream.PubAckFuture
 	flush := func() {

@@ -42,6 +42,25 @@ func setup(ctx context.Context, tb testing.TB) (js, pub jetstream.JetStream, kv 
 	return js, pub, kv
 }
 
+// runService runs a status service with cfg until the returned stop is
+// called, which reports the error it ended with.
+func runService(ctx context.Context, tb testing.TB, js jetstream.JetStream, kv jetstream.KeyValue, cfg statussvc.Config) (stop func()) {
+	tb.Helper()
+	svc, err := statussvc.New(js, kv, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(rctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("status service: %v", err)
+		}
+	}
+}
+
 // operatorKV is KV sync_status as the operator sees it: the status user
 // only writes it, and may not watch it.
 func operatorKV(ctx context.Context, tb testing.TB, pub jetstream.JetStream) jetstream.KeyValue {
@@ -349,19 +368,7 @@ func TestMissesAreReadTogether(t *testing.T) {
 		changes = append(changes, status.Change{RecordID: id, Target: "hubspot", EventID: "e-" + id, OccurredAt: t0, State: status.StateSynced, At: t0})
 	}
 	g := &gatedKV{KeyValue: kv, gate: 8, open: make(chan struct{})}
-	svc, err := statussvc.New(js, g, statussvc.Config{CacheBytes: 1}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(rctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer runService(ctx, t, js, g, statussvc.Config{CacheBytes: 1})()
 	if _, err := mesh.PublishStatusAsync(pub, "test", "", changes); err != nil {
 		t.Fatal(err)
 	}
