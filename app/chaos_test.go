@@ -654,16 +654,33 @@ func TestChaosServiceKills(t *testing.T) {
 }
 
 // freeTCPAddr returns a loopback address with a port nothing listens on
-// now, for a child process to listen on.
+// now, for a child process to listen on; never one it returned before in
+// this test binary (a port closed at once may come back from the next
+// Listen).
 func freeTCPAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		givenMu.Lock()
+		fresh := !given[addr]
+		given[addr] = true
+		givenMu.Unlock()
+		if fresh {
+			return addr
+		}
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
 }
+
+// given is every address freeTCPAddr returned.
+var (
+	givenMu sync.Mutex
+	given   = map[string]bool{}
+)
 
 // startServiceProcesses starts the four services as processes of bin
 // against srv, each as its own user, and kills them when the test ends.

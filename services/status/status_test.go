@@ -325,6 +325,7 @@ type gatedKV struct {
 	mu       sync.Mutex
 	inFlight int
 	most     int
+	opened   bool
 	open     chan struct{}
 }
 
@@ -332,7 +333,8 @@ func (g *gatedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry,
 	g.mu.Lock()
 	g.inFlight++
 	g.most = max(g.most, g.inFlight)
-	if g.inFlight == g.gate {
+	if g.inFlight == g.gate && !g.opened {
+		g.opened = true
 		close(g.open)
 	}
 	g.mu.Unlock()

@@ -56,10 +56,9 @@ func TestStandaloneConf(t *testing.T) {
 // cluster listen address and the same three routes, form a cluster with a
 // JetStream meta leader.
 func TestStandaloneClusterConf(t *testing.T) {
-	var listens, routes []string
-	for range natsrv.ClusterSize {
-		a := freeAddr(t)
-		listens = append(listens, a)
+	listens := freeAddrs(t, natsrv.ClusterSize)
+	var routes []string
+	for _, a := range listens {
 		routes = append(routes, "nats-route://"+a)
 	}
 	var servers []*server.Server
@@ -104,12 +103,20 @@ func TestStandaloneClusterConf(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n different loopback addresses with ports nothing
+// listens on now. Each port stays taken until all n are chosen: a port
+// closed at once may be handed out again by the next Listen (a run here got
+// two routes to one address).
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = ln.Close() }()
+		out = append(out, ln.Addr().String())
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	return out
 }
