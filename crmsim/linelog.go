@@ -31,8 +31,8 @@ type span struct {
 
 // openLog opens (or creates) the log at path ("": in memory, empty) and
 // calls each for every line it holds. A last line cut short by a crash
-// (no newline, or each refuses it) is dropped from the file; any other
-// line each refuses is an error naming its line number.
+// (no newline) is dropped from the file; a line each refuses is an error
+// naming its line number.
 func openLog(path string, each func(line []byte, at span) error) (*lineLog, error) {
 	if path == "" {
 		return &lineLog{}, nil
@@ -58,9 +58,6 @@ func openLog(path string, each func(line []byte, at span) error) (*lineLog, erro
 			break
 		}
 		if err := each(line, at); err != nil {
-			if len(rest) == 0 { // the last line, perhaps written in part before a crash
-				break
-			}
 			return nil, fmt.Errorf("%s: line %d does not decode: %w", path, l.lines+1, err)
 		}
 		good += int64(len(line)) + 1
