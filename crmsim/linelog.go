@@ -1,9 +1,11 @@
 package crmsim
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -40,38 +42,46 @@ func openLog(path string, each func(line []byte, at span) error) (*lineLog, erro
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
 		return nil, err
 	}
-	l := &lineLog{path: path}
+	l := &lineLog{path: path, f: f}
+	if err := l.scan(each); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// scan reads the file line by line (never all of it at once), calls each
+// for every complete line that is not blank, and cuts off a last line
+// without its newline.
+func (l *lineLog) scan(each func(line []byte, at span) error) error {
+	r := bufio.NewReaderSize(l.f, 1<<20)
 	var good int64
-	for rest := b; len(rest) > 0; {
-		line, tail, complete := bytes.Cut(rest, []byte{'\n'})
-		at := span{off: good, n: int32(len(line))}
-		rest = tail
-		if len(bytes.TrimSpace(line)) == 0 {
-			good += int64(len(line)) + 1
-			continue
-		}
-		if !complete { // a write cut short: drop it
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil { // io.EOF: what is left, if anything, is a write cut short
+			if !errors.Is(err, io.EOF) {
+				return err
+			}
 			break
 		}
-		if err := each(line, at); err != nil {
-			return nil, fmt.Errorf("%s: line %d does not decode: %w", path, l.lines+1, err)
+		text := line[:len(line)-1]
+		if len(bytes.TrimSpace(text)) > 0 {
+			if err := each(text, span{off: good, n: int32(len(text))}); err != nil {
+				return fmt.Errorf("%s: line %d does not decode: %w", l.path, l.lines+1, err)
+			}
+			l.lines++
 		}
-		good += int64(len(line)) + 1
-		l.lines++
-	}
-	if l.f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
-		return nil, err
+		good += int64(len(line))
 	}
 	if err := l.f.Truncate(good); err != nil {
-		_ = l.f.Close()
-		return nil, err
+		return err
 	}
 	l.size = good
-	return l, nil
+	return nil
 }
 
 // append adds line (which holds no newline) and returns its span.

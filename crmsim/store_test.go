@@ -209,3 +209,24 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// Blank lines are skipped, and trailing white space without its newline is
+// cut off like any cut write, not padded.
+func TestStoreSkipsBlankLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crm.jsonl")
+	first := "{\"id\":\"a\",\"v\":{\"name\":\"a\"}}\n"
+	if err := os.WriteFile(path, []byte(first+"\n  \n"+first+"   "), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, path)
+	if d := cmp.Diff(map[string]rec{"a": {Name: "a"}}, contents(s)); d != "" {
+		t.Fatalf("(-want +got):\n%s", d)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || string(b) != first+"\n  \n"+first {
+		t.Fatalf("file after opening: %q %v", b, err)
+	}
+}
