@@ -19,9 +19,9 @@ import (
 // edge gathering concurrent events into shared messages (gather=on, the
 // default) and without (gather=off: each request its own message). It
 // reports records/s from the first 202 to the last synced, the edge's rate
-// alone (first 202 to last 202), the CPU time per record (all of the
-// process: services, NATS, the emulator and the clients) and the events
-// per stored message. RECORDSYNC_BENCH_GATHER_WAIT sets the gather wait
+// alone (first 202 to last 202), the CPU time per record of the process
+// (services, NATS and the clients) and, apart, of the emulator, which runs
+// as a process of its own, and the events per stored message. RECORDSYNC_BENCH_GATHER_WAIT sets the gather wait
 // (default 0s, as RECORDSYNC_INGEST_GATHER_WAIT). Run it with make
 // bench-singles.
 func BenchmarkSingles(b *testing.B) {
@@ -39,12 +39,15 @@ func benchSingles(b *testing.B, profile string, gatherOff bool, n int) {
 	if v, err := time.ParseDuration(os.Getenv("RECORDSYNC_BENCH_GATHER_WAIT")); err == nil {
 		wait = v
 	}
-	s := startDev(b, func(e *app.Env) { e.Profile, e.GatherOff, e.GatherWait = profile, gatherOff, wait })
+	data := b.TempDir()
+	sim := startEmulator(b, data)
+	s := startDev(b, sim.inDev(data), func(e *app.Env) { e.Profile, e.GatherOff, e.GatherWait = profile, gatherOff, wait })
 	targets := []string{"hubspot"}
 	raiseLimits(b, s, targets)
 	b.ResetTimer()
 	stopProfile := cpuProfile(b)
 	cpu0, _ := usage()
+	simCPU0 := sim.cpu()
 	const clients = 64
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = clients
@@ -77,12 +80,14 @@ func benchSingles(b *testing.B, profile string, gatherOff bool, n int) {
 	heapProfile(b, "synced")
 	cpu, _ := usage()
 	cpu -= cpu0
+	simCPU := sim.cpu() - simCPU0
 	stopProfile()
 	b.StopTimer()
 	metrics := string(call(b, "GET", s.info.HTTPURL+"/metrics", "", nil).Raw)
 	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
 	b.ReportMetric(float64(n)/accepted.Seconds(), "accepted/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/record")
+	b.ReportMetric(float64(simCPU.Microseconds())/float64(n), "crmsim-cpu-µs/record")
 	if msgs := metricValue(metrics, "recordsync_ingest_gathered_events_count"); msgs > 0 {
 		b.ReportMetric(metricValue(metrics, "recordsync_ingest_gathered_events_sum")/msgs, "events/message")
 	}
