@@ -199,19 +199,7 @@ func TestLostWriteComesBack(t *testing.T) {
 	}
 	defer func() { _ = watch.Stop() }()
 	run := func() (stop func()) {
-		svc, err := statussvc.New(js, kv, statussvc.Config{AckDelay: 3 * time.Second, Linger: time.Millisecond}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- svc.Run(rctx) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("status service: %v", err)
-			}
-		}
+		return runService(ctx, t, js, kv, statussvc.Config{AckDelay: 3 * time.Second, Linger: time.Millisecond})
 	}
 	stop := run()
 	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
