@@ -34,9 +34,9 @@ type Config struct {
 	// memory at most.
 	CacheBytes int64
 	// Linger is how long changes are gathered before they are written, so
-	// that the changes of one record (queued, then synced; several
-	// targets) become one KV write. In the durable profile every write is a
-	// fsync, so fewer writes are more records per second.
+	// that the changes of one record that come together (several targets)
+	// become one KV write; Hold keeps a record whose targets are still
+	// queued. It is most of how late synced shows (DefaultLinger).
 	Linger time.Duration
 	// MaxChanges bounds the changes gathered in one round.
 	MaxChanges int
@@ -95,8 +95,10 @@ const (
 	DefaultBusyAt   = 10_000
 )
 
-// DefaultLinger is Config.Linger when unset.
-const DefaultLinger = 250 * time.Millisecond
+// DefaultLinger is Config.Linger when unset: at 3,000 records/s, synced
+// showed at p99 322 ms after the CRM's confirmation at 250 ms, 160 ms at
+// 100 ms, for the same CPU and writes per record.
+const DefaultLinger = 100 * time.Millisecond
 
 // DefaultCacheBytes is the cache's bound (Config.CacheBytes): 32 MiB of
 // records as encoded, about 64 MB of memory, 25,000 records of three
