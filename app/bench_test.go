@@ -429,7 +429,7 @@ type emulator struct {
 func startEmulator(b *testing.B, data string) *emulator {
 	b.Helper()
 	bin := binary(b)
-	addr := freeTCPAddr(b)
+	addr := natstest.FreeAddr(b)
 	cmd := exec.Command(bin, "crmsim")
 	cmd.Env = append(os.Environ(), "RECORDSYNC_DATA_DIR="+data, "RECORDSYNC_CRMSIM_ADDR="+addr, "RECORDSYNC_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr

@@ -122,7 +122,7 @@ func runServices(t testing.TB, url string, passwords map[string]string, sim *app
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := app.OpenMesh(ctx, nc, user, env, reg, metrics, log.With("service", user))
+		m, err := app.OpenMesh(ctx, nc, user, env, reg, metrics, log) // each service adds its own "service"
 		if err != nil {
 			t.Fatalf("%s: %v", user, err)
 		}
@@ -653,35 +653,6 @@ func TestChaosServiceKills(t *testing.T) {
 		took.Round(time.Millisecond), 2*mesh.DefaultStatusAckWait+2*time.Second)
 }
 
-// freeTCPAddr returns a loopback address with a port nothing listens on
-// now, for a child process to listen on; never one it returned before in
-// this test binary (a port closed at once may come back from the next
-// Listen).
-func freeTCPAddr(t testing.TB) string {
-	t.Helper()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		_ = ln.Close()
-		givenMu.Lock()
-		fresh := !given[addr]
-		given[addr] = true
-		givenMu.Unlock()
-		if fresh {
-			return addr
-		}
-	}
-}
-
-// given is every address freeTCPAddr returned.
-var (
-	givenMu sync.Mutex
-	given   = map[string]bool{}
-)
-
 // startServiceProcesses starts the four services as processes of bin
 // against srv, each as its own user, and kills them when the test ends.
 func startServiceProcesses(t testing.TB, bin string, srv *natsrv.Server, sim *app.CRMSim) map[string]*serviceProcess {
@@ -690,7 +661,7 @@ func startServiceProcesses(t testing.TB, bin string, srv *natsrv.Server, sim *ap
 	data := t.TempDir()
 	procs := map[string]*serviceProcess{}
 	for _, name := range []string{"status", "rules", "pusher", "ingest"} {
-		addr := freeTCPAddr(t)
+		addr := natstest.FreeAddr(t)
 		env := append(os.Environ(), "RECORDSYNC_NATS_URL="+srv.ClientURL(), "RECORDSYNC_NATS_USER="+name,
 			"RECORDSYNC_NATS_PASSWORD="+srv.Passwords[name], "RECORDSYNC_DATA_DIR="+data,
 			"RECORDSYNC_CRMSIM_ADDR="+sim.Addr, "RECORDSYNC_CRM_CREDENTIALS="+sim.Credentials,

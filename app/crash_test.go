@@ -1,14 +1,12 @@
 package app_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -134,7 +132,7 @@ type process struct {
 
 func startProcess(t testing.TB, bin, data, simAddr string, extraEnv ...string) *process {
 	t.Helper()
-	addr := freeTCPAddr(t)
+	addr := natstest.FreeAddr(t)
 	cmd := exec.Command(bin, "dev")
 	cmd.Env = append(os.Environ(),
 		"RECORDSYNC_DATA_DIR="+data, "RECORDSYNC_HTTP_ADDR="+addr, "RECORDSYNC_NATS_LISTEN=127.0.0.1:-1",
@@ -161,27 +159,8 @@ func startProcess(t testing.TB, bin, data, simAddr string, extraEnv ...string) *
 	// The banner on stderr says it is ready, and where everything is.
 	info := app.DevInfo{HTTPURL: "http://" + addr, NATSEnv: filepath.Join(data, "nats.env"),
 		CRMSimURL: "http://" + simAddr, Credentials: filepath.Join(data, "crmsim", "credentials.json")}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		said := false
-		for sc.Scan() {
-			if !said && strings.Contains(sc.Text(), "record-sync dev is running") {
-				said = true
-				ready <- true
-			}
-		}
-		if !said {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("recordsync dev exited before it was ready")
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("recordsync dev not ready after 60s")
+	if err := natstest.AwaitLine(stderr, "record-sync dev is running", 60*time.Second); err != nil {
+		t.Fatalf("recordsync dev: %v", err)
 	}
 	p.devStack = attach(t, info)
 	return p

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/recordsync/record-sync/shared/natstest"
 )
 
 // TestTour runs examples/tour.sh, which pastes every command of the front
@@ -27,7 +28,7 @@ func TestTour(t *testing.T) {
 	}
 	bin := binary(t)
 	data := t.TempDir()
-	httpAddr, simAddr := freeTCPAddr(t), freeTCPAddr(t)
+	httpAddr, simAddr := natstest.FreeAddr(t), natstest.FreeAddr(t)
 
 	var env []string
 	for _, kv := range os.Environ() {
@@ -53,27 +54,8 @@ func TestTour(t *testing.T) {
 			_ = dev.Wait()
 		}
 	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		said := false
-		for sc.Scan() {
-			if !said && strings.Contains(sc.Text(), "record-sync dev is running") {
-				said = true
-				ready <- true
-			}
-		}
-		if !said {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("recordsync dev exited before it was ready")
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("recordsync dev not ready after 60s")
+	if err := natstest.AwaitLine(stderr, "record-sync dev is running", 60*time.Second); err != nil {
+		t.Fatalf("recordsync dev: %v", err)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -2,7 +2,6 @@ package natsrv_test
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/recordsync/record-sync/shared/natsrv"
+	"github.com/recordsync/record-sync/shared/natstest"
 )
 
 // TestStandaloneConf checks that nats.conf is a working configuration for
@@ -56,9 +56,10 @@ func TestStandaloneConf(t *testing.T) {
 // cluster listen address and the same three routes, form a cluster with a
 // JetStream meta leader.
 func TestStandaloneClusterConf(t *testing.T) {
-	listens := freeAddrs(t, natsrv.ClusterSize)
-	var routes []string
-	for _, a := range listens {
+	var listens, routes []string
+	for range natsrv.ClusterSize {
+		a := natstest.FreeAddr(t)
+		listens = append(listens, a)
 		routes = append(routes, "nats-route://"+a)
 	}
 	var servers []*server.Server
@@ -101,22 +102,4 @@ func TestStandaloneClusterConf(t *testing.T) {
 			t.Fatalf("%s is not clustered", s.Name())
 		}
 	}
-}
-
-// freeAddrs returns n different loopback addresses with ports nothing
-// listens on now. Each port stays taken until all n are chosen: a port
-// closed at once may be handed out again by the next Listen (a run here got
-// two routes to one address).
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = ln.Close() }()
-		out = append(out, ln.Addr().String())
-	}
-	return out
 }

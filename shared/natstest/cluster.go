@@ -1,10 +1,8 @@
 package natstest
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,13 +56,13 @@ func RunClusterWith(t testing.TB, base natsrv.Config) *Cluster {
 	listens := make([]string, n)
 	routes := make([]string, n) // each server's own among them: it ignores it
 	for i := range listens {
-		listens[i] = freeAddr(t)
+		listens[i] = FreeAddr(t)
 		routes[i] = "nats-route://" + listens[i]
 	}
 	for i := range n {
 		cfg := base
 		cfg.Conf, cfg.ClusterConf = recordsync.NATSConf, recordsync.NATSClusterConf
-		cfg.Listen, cfg.StoreDir, cfg.Passwords = freeAddr(t), t.TempDir(), c.Passwords
+		cfg.Listen, cfg.StoreDir, cfg.Passwords = FreeAddr(t), t.TempDir(), c.Passwords
 		cfg.Cluster = natsrv.Cluster{Name: "recordsync-test", ServerName: "n" + strconv.Itoa(i+1), Listen: listens[i], Routes: routes}
 		c.nodes = append(c.nodes, &node{cfg: cfg})
 	}
@@ -185,8 +183,8 @@ func (c *Cluster) Isolate(i int) {
 	c.t.Helper()
 	cfg := c.nodes[i].cfg
 	// Its own new port, and two where nobody listens.
-	cfg.Cluster.Listen = freeAddr(c.t)
-	cfg.Cluster.Routes = []string{"nats-route://" + cfg.Cluster.Listen, "nats-route://" + freeAddr(c.t), "nats-route://" + freeAddr(c.t)}
+	cfg.Cluster.Listen = FreeAddr(c.t)
+	cfg.Cluster.Routes = []string{"nats-route://" + cfg.Cluster.Listen, "nats-route://" + FreeAddr(c.t), "nats-route://" + FreeAddr(c.t)}
 	c.Stop(i)
 	c.start(i, cfg)
 	c.nodes[i].isolated = true
@@ -218,18 +216,6 @@ func (c *Cluster) Connect(t testing.TB, user string) (*nats.Conn, jetstream.JetS
 		t.Fatal(err)
 	}
 	return nc, js
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
 }
 
 // String names the cluster's servers for test logs.

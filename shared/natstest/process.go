@@ -1,14 +1,13 @@
 package natstest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ type Process struct {
 // store in a temporary directory, and kills it when the test ends.
 func StartProcess(t testing.TB, profile string) *Process {
 	t.Helper()
-	p := &Process{t: t, cfg: childConfig{Listen: freeAddr(t), StoreDir: t.TempDir(), Profile: profile, Passwords: map[string]string{}}}
+	p := &Process{t: t, cfg: childConfig{Listen: FreeAddr(t), StoreDir: t.TempDir(), Profile: profile, Passwords: map[string]string{}}}
 	for _, u := range natsrv.Users {
 		p.cfg.Passwords[u] = natsrv.RandomSecret()
 	}
@@ -110,28 +109,11 @@ func (p *Process) Start() {
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		said := false
-		for sc.Scan() {
-			if !said && strings.Contains(sc.Text(), readyLine) {
-				said = true
-				ready <- true
-			}
-		}
-		if !said {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
+	if err := AwaitLine(out, readyLine, 60*time.Second); err != nil {
+		if errors.Is(err, ErrEnded) {
 			_ = cmd.Wait()
-			p.t.Fatal("natstest server process exited before it was ready")
 		}
-	case <-time.After(60 * time.Second):
-		p.t.Fatal("natstest server process not ready after 60s")
+		p.t.Fatalf("natstest server process: %v", err)
 	}
 	p.cmd = cmd
 }
