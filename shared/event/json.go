@@ -217,20 +217,29 @@ func (c *checker) array() bool {
 		if !c.value() {
 			return false
 		}
-		c.skipSpace()
-		if c.pos >= len(c.data) {
-			return false
-		}
-		switch c.data[c.pos] {
-		case ',':
-			c.pos++
-		case ']':
-			c.pos++
-			return true
-		default:
-			return false
+		if more, ok := c.more(']'); !ok || !more {
+			return ok
 		}
 	}
+}
+
+// more reads what follows a member or an element: a comma (more follow)
+// or end, the closing bracket; ok is false for anything else, or for the
+// end of the data.
+func (c *checker) more(end byte) (more, ok bool) {
+	c.skipSpace()
+	if c.pos >= len(c.data) {
+		return false, false
+	}
+	switch c.data[c.pos] {
+	case ',':
+		c.pos++
+		return true, true
+	case end:
+		c.pos++
+		return false, true
+	}
+	return false, false
 }
 
 func (c *checker) object() bool {
@@ -305,18 +314,8 @@ func (c *checker) object() bool {
 		if !c.value() {
 			return false
 		}
-		c.skipSpace()
-		if c.pos >= len(c.data) {
-			return false
-		}
-		switch c.data[c.pos] {
-		case ',':
-			c.pos++
-		case '}':
-			c.pos++
-			return true
-		default:
-			return false
+		if more, ok := c.more('}'); !ok || !more {
+			return ok
 		}
 	}
 }
