@@ -1,6 +1,7 @@
 package outreach
 
 import (
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -134,19 +135,13 @@ func text(v any) string {
 	return fmt.Sprint(v)
 }
 
-// cmp orders two attribute values: numerically when both are numbers,
+// compareText orders two attribute values: numerically when both are numbers,
 // else as text without regard to case.
-func cmp(a, b string) int {
+func compareText(a, b string) int {
 	x, errA := strconv.ParseFloat(a, 64)
 	y, errB := strconv.ParseFloat(b, 64)
 	if errA == nil && errB == nil {
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-		return 0
+		return cmp.Compare(x, y)
 	}
 	return strings.Compare(strings.ToLower(a), strings.ToLower(b))
 }
@@ -169,9 +164,9 @@ func (q *listQuery) matches(p *prospect) bool {
 		for _, w := range want {
 			for _, h := range have {
 				if low, high, isRange := strings.Cut(w, ".."); isRange {
-					ok = ok || ((low == "neginf" || cmp(h, low) >= 0) && (high == "inf" || cmp(h, high) <= 0))
+					ok = ok || ((low == "neginf" || compareText(h, low) >= 0) && (high == "inf" || compareText(h, high) <= 0))
 				} else {
-					ok = ok || cmp(h, w) == 0
+					ok = ok || compareText(h, w) == 0
 				}
 			}
 		}
@@ -208,7 +203,7 @@ func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool) {
 	slices.SortFunc(match, func(a, b *prospect) int {
 		for _, s := range q.sorts {
 			attr := strings.TrimPrefix(s, "-")
-			d := cmp(text(a.field(attr)), text(b.field(attr)))
+			d := compareText(text(a.field(attr)), text(b.field(attr)))
 			if strings.HasPrefix(s, "-") {
 				d = -d
 			}

@@ -412,7 +412,13 @@ func (c *CRM) retrieve(k call) {
 	if !ok {
 		return
 	}
-	fields, e := fieldList(objects[r.Type], k.r.URL.Query().Get("fields"))
+	answerRecord(k, objects[r.Type], r)
+}
+
+// answerRecord answers r with the fields the request's fields parameter
+// names (every one it has without it).
+func answerRecord(k call, o *object, r *record) {
+	fields, e := fieldList(o, k.r.URL.Query().Get("fields"))
 	if e != nil {
 		writeItemErr(k.w, http.StatusBadRequest, e)
 		return
@@ -490,12 +496,7 @@ func (c *CRM) retrieveByExt(k call) {
 		notFound(k.w)
 		return
 	}
-	fields, e := fieldList(o, k.r.URL.Query().Get("fields"))
-	if e != nil {
-		writeItemErr(k.w, http.StatusBadRequest, e)
-		return
-	}
-	crmsim.WriteJSON(k.w, http.StatusOK, contentType, r.json(k.base, fields))
+	answerRecord(k, o, r)
 }
 
 // upsertOne answers PATCH sobjects/{type}/{extField}/{value}: 201 with

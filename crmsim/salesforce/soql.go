@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -136,13 +137,7 @@ func compare(a, b any) int {
 	}
 	if x, ok := number(a); ok {
 		if y, ok := number(b); ok {
-			switch {
-			case x < y:
-				return -1
-			case x > y:
-				return 1
-			}
-			return 0
+			return cmp.Compare(x, y)
 		}
 	}
 	if x, ok := a.(bool); ok {
