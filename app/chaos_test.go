@@ -190,9 +190,20 @@ func (l *load) run() {
 	client := &http.Client{Timeout: 20 * time.Second}
 	var ids []string
 	var events []map[string]any
+	stopping := l.stopped
+	var giveUp <-chan time.Time
 	for n := 0; ; n++ {
 		select {
-		case <-l.stopped:
+		case <-stopping:
+			// A batch still unconfirmed may have been stored (its ack lost
+			// with the server): sent again until answered, as a client
+			// that follows Retry-After does, before the load ends.
+			if ids == nil {
+				return
+			}
+			stopping, giveUp = nil, time.After(30*time.Second)
+			continue
+		case <-giveUp:
 			return
 		case <-tick.C:
 		}
@@ -203,6 +214,9 @@ func (l *load) run() {
 			// absorbs).
 			if l.send(client, ids, events) {
 				ids, events = nil, nil
+				if stopping == nil {
+					return
+				}
 			}
 			continue
 		}
