@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -121,6 +122,7 @@ func benchMesh(b *testing.B, l meshLoad) {
 	cpu0, faults0 := usage()
 	simCPU0 := sim.cpu()
 	alloc0 := allocated()
+	stopLive := livePeak(b)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = clients // System A keeps its connections
 	client := &http.Client{Transport: tr}
@@ -171,6 +173,7 @@ func benchMesh(b *testing.B, l meshLoad) {
 	cpu, faults := usage()
 	cpu, faults, alloc := cpu-cpu0, faults-faults0, allocated()-alloc0
 	simCPU := sim.cpu() - simCPU0
+	live := stopLive()
 	stopProfile()
 	b.StopTimer()
 
@@ -218,6 +221,7 @@ func benchMesh(b *testing.B, l meshLoad) {
 	b.ReportMetric(float64(pct(0.5).Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(pct(0.99).Milliseconds()), "p99-ms")
 	b.ReportMetric(peakRSSMB(), "peak-MB")
+	b.ReportMetric(live, "peak-live-MB")
 	b.ReportMetric(procMB(sim.pid, "VmHWM"), "crmsim-peak-MB")
 	b.ReportMetric(metricValue(metrics, `recordsync_status_writes_total{result="ok"}`)/float64(n), "status-writes/record")
 	for _, tg := range targets {
@@ -329,7 +333,7 @@ func cpuProfile(b *testing.B) (stop func()) {
 	if prefix == "" {
 		return func() {}
 	}
-	f, err := os.Create(prefix + "-" + strings.NewReplacer("/", "-", "=", "-").Replace(b.Name()) + ".prof")
+	f, err := os.Create(prefix + "-" + benchFile(b) + ".prof")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -349,14 +353,61 @@ func heapProfile(b *testing.B, when string) {
 	if prefix == "" {
 		return
 	}
-	f, err := os.Create(prefix + "-" + strings.NewReplacer("/", "-", "=", "-").Replace(b.Name()) + "-" + when + ".prof")
+	runtime.GC()
+	writeHeapProfile(b, prefix+"-"+benchFile(b)+"-"+when+".prof")
+}
+
+// livePeak follows the live heap (as of each garbage collection) while a
+// benchmark runs: stop returns its highest value in MB, and, with
+// RECORDSYNC_BENCH_MEMPROFILE set, a heap profile of that moment is in
+// $RECORDSYNC_BENCH_MEMPROFILE-<benchmark>-peak.prof. Peak RSS says how
+// much memory the process took; this says how much of it was held.
+func livePeak(b *testing.B) (stop func() float64) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var peak, profiled uint64
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			metrics.Read(sample)
+			live := sample[0].Value.Uint64()
+			peak = max(peak, live)
+			if prefix := os.Getenv("RECORDSYNC_BENCH_MEMPROFILE"); prefix != "" && live > profiled+profiled/20 {
+				profiled = live
+				writeHeapProfile(b, prefix+"-"+benchFile(b)+"-peak.prof")
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		<-stopped
+		return float64(peak) / 1e6
+	}
+}
+
+// benchFile is the benchmark's name as part of a file name.
+func benchFile(b *testing.B) string {
+	return strings.NewReplacer("/", "-", "=", "-").Replace(b.Name())
+}
+
+// writeHeapProfile writes a profile of the heap as of the last garbage
+// collection to path.
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
 	if err != nil {
-		b.Fatal(err)
+		b.Error(err)
+		return
 	}
 	defer f.Close()
-	runtime.GC()
 	if err := pprof.WriteHeapProfile(f); err != nil {
-		b.Fatal(err)
+		b.Error(err)
 	}
 }
 
