@@ -4,16 +4,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ackPlusACK is the body that acknowledges a JetStream message when
 // published to its reply subject, as jetstream.Msg.Ack sends it; ackWPI
 // says it is still in progress, as jetstream.Msg.InProgress does, which
-// restarts its AckWait.
+// restarts its AckWait; nakRetry asks for it again in a second, as
+// jetstream.Msg.NakWithDelay(time.Second) does.
 var (
 	ackPlusACK = []byte("+ACK")
 	ackWPI     = []byte("+WPI")
+	nakRetry   = []byte(`-NAK {"delay": 1000000000}`)
 )
 
 // delayedAcks acknowledges status changes only once the KV writes they
@@ -34,13 +35,13 @@ type delayedAck struct {
 	due   time.Time
 }
 
-// ack acknowledges m now when there is no delay, else once the delay has
-// passed.
-func (d *delayedAcks) ack(m jetstream.Msg, now time.Time) error {
+// ack acknowledges the message of reply now when there is no delay, else
+// once the delay has passed.
+func (d *delayedAcks) ack(reply string, now time.Time) error {
 	if d.delay <= 0 {
-		return m.Ack()
+		return d.nc.Publish(reply, ackPlusACK)
 	}
-	d.pending = append(d.pending, delayedAck{reply: m.Reply(), due: now.Add(d.delay)})
+	d.pending = append(d.pending, delayedAck{reply: reply, due: now.Add(d.delay)})
 	return nil
 }
 

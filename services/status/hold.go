@@ -3,6 +3,8 @@ package status
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,7 +16,12 @@ import (
 
 // pullBytes bounds what the status process pulls ahead of its rounds, in
 // bytes, beside the count (a message may be up to mesh.MaxStatusBytes).
-const pullBytes = 32 << 20
+const pullBytes = 8 << 20
+
+// writeChunk is how many records a round writes at once: each is in
+// memory decoded and encoded until its write is acked, and a round of a
+// backlog writes tens of thousands.
+const writeChunk = 2000
 
 // consume gathers status changes and writes them: a record whose targets
 // have all moved past "queued" at once, one with a target still queued
@@ -32,7 +39,7 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	if err != nil {
 		return err
 	}
-	h := &holder{held: map[string]*pendingWrite{}, refs: map[jetstream.Msg]int{}, failed: map[jetstream.Msg]bool{}}
+	h := &holder{held: map[string]*pendingWrite{}, inHand: map[*inHand]struct{}{}}
 	work := context.WithoutCancel(ctx)
 	every := s.cfg.AckWait / 3
 	nextKeep := time.Now().Add(every)
@@ -82,20 +89,29 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 // keepAlive reports every message in hand in progress: those holding
 // records not written yet, and those written and waiting for their ack.
 func (s *Service) keepAlive(h *holder) {
-	for m := range h.refs {
-		_ = m.InProgress() // a lost one only risks a redelivery, applied as a no-op
+	nc := s.js.Conn()
+	for in := range h.inHand {
+		_ = nc.Publish(in.reply, ackWPI) // a lost one only risks a redelivery, applied as a no-op
 	}
 	s.acks.keepAlive()
 }
 
 // holder keeps the records waiting for their final state, in the order
-// they came, and how many records of each message are not written yet.
+// they came, and the messages their changes came in.
 type holder struct {
 	held   map[string]*pendingWrite
 	order  []*pendingWrite // held records by since; written ones are skipped
-	refs   map[jetstream.Msg]int
-	failed map[jetstream.Msg]bool
+	inHand map[*inHand]struct{}
 	busy   bool // in a backlog (see Config.BusyHold)
+}
+
+// inHand is a message whose changes are held: what settling it takes,
+// and not its data, which decoding copied into the changes (a backlog
+// holds tens of thousands of records).
+type inHand struct {
+	subject, reply string
+	records        int  // its records not written yet
+	failed         bool // a write of one of its records failed
 }
 
 // hold is how long a record is held now, given what h holds; it also
@@ -155,6 +171,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			continue
 		}
 		clear(seen)
+		var in *inHand
 		for i := range b.Changes {
 			c := &b.Changes[i] // held in place: the batch lives as long as its changes
 			key := status.Key(c.RecordID)
@@ -167,12 +184,16 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 			w.changes = append(w.changes, c)
 			if !seen[key] {
 				seen[key] = true
-				w.msgs = append(w.msgs, m)
-				h.refs[m]++
+				if in == nil {
+					in = &inHand{subject: m.Subject(), reply: m.Reply()}
+					h.inHand[in] = struct{}{}
+				}
+				w.msgs = append(w.msgs, in)
+				in.records++
 				touched = append(touched, w)
 			}
 		}
-		if len(seen) == 0 {
+		if in == nil {
 			_ = m.Ack()
 		}
 	}
@@ -186,7 +207,7 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	}
 	for hold := s.hold(h); ; {
 		w := h.oldest()
-		if w == nil || !all && now.Sub(w.since) < hold {
+		if w == nil || !all && now.Sub(w.since) < hold && len(h.held) <= s.cfg.MaxHeld {
 			break
 		}
 		due = h.take(due, w)
@@ -197,29 +218,34 @@ func (s *Service) round(ctx context.Context, h *holder, msgs []jetstream.Msg, al
 	// A round of a backlog writes hundreds of thousands of records, for
 	// longer than AckWait: what is in hand is kept alive meanwhile, or
 	// JetStream would hand out again every message not yet acked (all of
-	// the last AckDelay). Nothing changes h.refs or s.acks while write runs.
+	// the last AckDelay). Nothing changes h.inHand or s.acks while write runs.
 	stopKeep := mesh.Every(s.cfg.AckWait/3, func() { s.keepAlive(h) })
-	failed := s.write(ctx, due)
+	failed := map[*pendingWrite]error{}
+	for chunk := range slices.Chunk(due, writeChunk) {
+		maps.Copy(failed, s.write(ctx, chunk))
+		for _, w := range chunk {
+			w.rec, w.changes = status.Record{}, nil // written: the cache has what the next write needs
+		}
+	}
 	stopKeep()
 	for _, w := range due {
-		for _, m := range w.msgs {
+		for _, in := range w.msgs {
 			if _, bad := failed[w]; bad {
-				h.failed[m] = true
+				in.failed = true
 			}
-			if h.refs[m]--; h.refs[m] > 0 {
+			if in.records--; in.records > 0 {
 				continue
 			}
 			var err error
-			if h.failed[m] {
-				err = m.NakWithDelay(time.Second)
+			if in.failed {
+				err = s.js.Conn().Publish(in.reply, nakRetry)
 			} else {
-				err = s.acks.ack(m, now)
+				err = s.acks.ack(in.reply, now)
 			}
 			if err != nil {
-				s.log.Warn("settle_failed", "subject", m.Subject(), "error", err.Error())
+				s.log.Warn("settle_failed", "subject", in.subject, "error", err.Error())
 			}
-			delete(h.refs, m)
-			delete(h.failed, m)
+			delete(h.inHand, in)
 		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -302,6 +304,54 @@ func TestBacklogHoldsQueued(t *testing.T) {
 	sentinels("s3", "s4")
 	publish(status.StateSynced, queued[18:]...)
 	until(queued[18:]...)
+}
+
+// TestHeldAreBounded: past MaxHeld, the records held longest are written
+// as they are, however long Hold is, and only those.
+func TestHeldAreBounded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	js, pub, kv := setup(ctx, t)
+	defer runService(ctx, t, js, kv, statussvc.Config{Linger: time.Millisecond, Hold: time.Hour, BusyHold: time.Hour, BusyAt: 1000, MaxHeld: 10, AckDelay: -1})()
+	watch, err := operatorKV(ctx, t, pub).WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Stop() }()
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := range 15 {
+		ids = append(ids, fmt.Sprintf("r%02d", i))
+	}
+	publish := func(state status.State, ids ...string) {
+		var b mesh.StatusBatch
+		for _, id := range ids {
+			b.Changes = append(b.Changes, status.Change{RecordID: id, Target: "hubspot", EventID: "e-" + id, OccurredAt: t0, State: state, At: t0})
+		}
+		raw, _ := json.Marshal(b)
+		if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// expect reads the next writes, which must be of keys, in state.
+	expect := func(state status.State, keys ...string) {
+		t.Helper()
+		left := map[string]bool{}
+		for _, k := range keys {
+			left[k] = true
+		}
+		for len(left) > 0 {
+			key, rec := nextPut(ctx, t, watch, fmt.Sprintf("%v not written", left))
+			if !left[key] || rec.Targets["hubspot"].State != state {
+				t.Fatalf("%s written as %s; want only %v, as %s", key, rec.Targets["hubspot"].State, slices.Sorted(maps.Keys(left)), state)
+			}
+			delete(left, key)
+		}
+	}
+	publish(status.StateQueued, ids...)
+	expect(status.StateQueued, ids[:5]...)
+	publish(status.StateSynced, ids...)
+	expect(status.StateSynced, ids...)
 }
 
 // gatedKV is a status bucket whose Get waits until gate reads are in
