@@ -103,36 +103,41 @@ func validEmail(e string) bool {
 }
 
 // tx is the changes of one request: each touched record's state before it,
-// so that an allOrNone failure can put them back, and the ids whose writes
-// go to the history. Changes are kept as they are made (putLocked), so
-// that a later lookup in the same request sees them; the records file
-// gets them at commit.
+// so that an allOrNone failure can put them back, and as the request left
+// it, for the history. Changes are kept as they are made (put), so that a
+// later lookup in the same request sees them; the records file gets them
+// at commit.
 type tx struct {
 	c       *CRM
 	before  map[string]*record // nil: the record did not exist
+	after   map[string]*record // as last put
 	touched []string
 }
 
-func (c *CRM) begin() *tx { return &tx{c: c, before: map[string]*record{}} }
-
-func (t *tx) touch(id string) {
-	if _, seen := t.before[id]; seen {
-		return
-	}
-	t.touched = append(t.touched, id)
-	if r, ok := t.c.getLocked(id); ok { // a copy of its own
-		t.before[id] = r
-	} else {
-		t.before[id] = nil
-	}
+func (c *CRM) begin() *tx {
+	return &tx{c: c, before: map[string]*record{}, after: map[string]*record{}}
 }
 
-// rollback puts every touched record back as it was.
+// put keeps r's new state, after noting the state it replaces the first
+// time the request puts r. t holds r itself: it must not change unless it
+// is put again.
+func (t *tx) put(r *record) {
+	if _, seen := t.before[r.ID]; !seen {
+		t.touched = append(t.touched, r.ID)
+		t.before[r.ID] = nil
+		if prev, ok := t.c.getLocked(r.ID); ok { // a copy of its own
+			t.before[r.ID] = prev
+		}
+	}
+	t.c.putLocked(r)
+	t.after[r.ID] = r
+}
+
+// rollback puts every touched record back as it was. The request then
+// wrote nothing: commit adds nothing to the history.
 func (t *tx) rollback() {
 	for _, id := range t.touched {
-		if cur, ok := t.c.getLocked(id); ok {
-			t.c.unindex(cur)
-		}
+		t.c.unindex(t.after[id])
 		if prev := t.before[id]; prev != nil {
 			t.c.putLocked(prev)
 			t.c.index(prev)
@@ -140,16 +145,16 @@ func (t *tx) rollback() {
 			t.c.store.Delete(id)
 		}
 	}
+	t.touched = nil
+	clear(t.before)
+	clear(t.after)
 }
 
 // commit writes the touched records to the records file, and each write
 // to the history of its external id (GET /_sim/salesforce/history).
 func (t *tx) commit() error {
 	for _, id := range t.touched {
-		r, ok := t.c.getLocked(id)
-		if !ok { // created, then rolled back
-			continue
-		}
+		r := t.after[id]
 		if ext, _ := r.Fields[ExternalID].(string); ext != "" {
 			op, prev := "update", t.before[id]
 			switch {
@@ -230,8 +235,7 @@ func (c *CRM) createLocked(t *tx, o *object, body map[string]any) (*record, *ite
 	now := time.Now().UTC()
 	r := &record{ID: idFor(o, c.next), Type: o.Name, Fields: fields, Created: now, Modified: now}
 	c.next++
-	t.touch(r.ID)
-	c.putLocked(r)
+	t.put(r)
 	c.index(r)
 	return r, nil
 }
@@ -254,7 +258,6 @@ func (c *CRM) updateLocked(t *tx, r *record, body map[string]any) *itemError {
 	if e := c.duplicateLocked(o, r.ID, fields); e != nil {
 		return e
 	}
-	t.touch(r.ID)
 	c.unindex(r)
 	for k, v := range fields {
 		if v == nil {
@@ -264,7 +267,7 @@ func (c *CRM) updateLocked(t *tx, r *record, body map[string]any) *itemError {
 		}
 	}
 	r.Modified = time.Now().UTC()
-	c.putLocked(r)
+	t.put(r)
 	c.index(r)
 	return nil
 }
@@ -274,11 +277,10 @@ func (c *CRM) deleteLocked(t *tx, r *record) *itemError {
 	if r.Deleted {
 		return newErr("ENTITY_IS_DELETED", "entity is deleted")
 	}
-	t.touch(r.ID)
 	c.unindex(r)
 	r.Deleted = true
 	r.Modified = time.Now().UTC()
-	c.putLocked(r)
+	t.put(r)
 	return nil
 }
 
