@@ -365,29 +365,17 @@ func heapProfile(b *testing.B, when string) {
 func livePeak(b *testing.B) (stop func() float64) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	var peak, profiled uint64
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			metrics.Read(sample)
-			live := sample[0].Value.Uint64()
-			peak = max(peak, live)
-			if prefix := os.Getenv("RECORDSYNC_BENCH_MEMPROFILE"); prefix != "" && live > profiled+profiled/20 {
-				profiled = live
-				writeHeapProfile(b, prefix+"-"+benchFile(b)+"-peak.prof")
-			}
+	stopSampling := mesh.Every(100*time.Millisecond, func() {
+		metrics.Read(sample)
+		live := sample[0].Value.Uint64()
+		peak = max(peak, live)
+		if prefix := os.Getenv("RECORDSYNC_BENCH_MEMPROFILE"); prefix != "" && live > profiled+profiled/20 {
+			profiled = live
+			writeHeapProfile(b, prefix+"-"+benchFile(b)+"-peak.prof")
 		}
-	}()
+	})
 	return func() float64 {
-		close(done)
-		<-stopped
+		stopSampling()
 		return float64(peak) / 1e6
 	}
 }

@@ -65,6 +65,22 @@ func runService(ctx context.Context, tb testing.TB, js jetstream.JetStream, kv j
 
 // operatorKV is KV sync_status as the operator sees it: the status user
 // only writes it, and may not watch it.
+// publisher returns a function that publishes, in one status message,
+// each of ids moving to state on hubspot at t0.
+func publisher(ctx context.Context, tb testing.TB, pub jetstream.JetStream, t0 time.Time) func(state status.State, ids ...string) {
+	return func(state status.State, ids ...string) {
+		tb.Helper()
+		var b mesh.StatusBatch
+		for _, id := range ids {
+			b.Changes = append(b.Changes, status.Change{RecordID: id, Target: "hubspot", EventID: "e-" + id, OccurredAt: t0, State: state, At: t0})
+		}
+		raw, _ := json.Marshal(b)
+		if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), raw); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 func operatorKV(ctx context.Context, tb testing.TB, pub jetstream.JetStream) jetstream.KeyValue {
 	tb.Helper()
 	kv, err := pub.KeyValue(ctx, mesh.BucketStatus)
@@ -256,16 +272,7 @@ func TestBacklogHoldsQueued(t *testing.T) {
 	}
 	defer func() { _ = watch.Stop() }()
 	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	publish := func(state status.State, ids ...string) {
-		var b mesh.StatusBatch
-		for _, id := range ids {
-			b.Changes = append(b.Changes, status.Change{RecordID: id, Target: "hubspot", EventID: "e-" + id, OccurredAt: t0, State: state, At: t0})
-		}
-		raw, _ := json.Marshal(b)
-		if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), raw); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish := publisher(ctx, t, pub, t0)
 	// until reads the writes up to those of keys, failing on any write of
 	// a record as queued.
 	until := func(keys ...string) {
@@ -323,16 +330,7 @@ func TestHeldAreBounded(t *testing.T) {
 	for i := range 15 {
 		ids = append(ids, fmt.Sprintf("r%02d", i))
 	}
-	publish := func(state status.State, ids ...string) {
-		var b mesh.StatusBatch
-		for _, id := range ids {
-			b.Changes = append(b.Changes, status.Change{RecordID: id, Target: "hubspot", EventID: "e-" + id, OccurredAt: t0, State: state, At: t0})
-		}
-		raw, _ := json.Marshal(b)
-		if _, err := pub.Publish(ctx, mesh.SubjectStatus("test"), raw); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish := publisher(ctx, t, pub, t0)
 	// expect reads the next writes, which must be of keys, in state.
 	expect := func(state status.State, keys ...string) {
 		t.Helper()
