@@ -37,6 +37,7 @@ func BenchmarkBacklog(b *testing.B) {
 	faults(true)
 	b.ResetTimer()
 	stopProfile := cpuProfile(b)
+	stopLive := livePeak(b)
 	cpu0, _ := usage()
 	const batch, clients = 500, 8
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -104,6 +105,7 @@ func BenchmarkBacklog(b *testing.B) {
 	b.ReportMetric(float64((cpu2-cpu1).Microseconds())/float64(n), "drain-cpu-µs/record")
 	b.ReportMetric(queuedPeak, "queued-peak-MB")
 	b.ReportMetric(peakRSSMB(), "peak-MB")
+	b.ReportMetric(stopLive(), "peak-live-MB")
 	b.ReportMetric(procMB(sim.pid, "VmHWM"), "crmsim-peak-MB")
 	b.Logf("%d records: accepted in %v, all queued after %v; HubSpot back: stored after %v, all synced after %v", n,
 		accepted.Round(time.Millisecond), queued.Round(time.Millisecond), stored["hubspot"], drained.Round(time.Millisecond))

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -201,28 +200,21 @@ func (w *Worker) runPartition(ctx context.Context, p *partition) error {
 		}
 		// An open circuit takes no work; a half-open one takes one message
 		// as a probe, pushed one request at a time.
-		size := p.fetchSize(tc)
+		want := roundItems(tc)
 		switch w.breaker.state(ctx, w.configs, target) {
 		case gobreaker.StateOpen:
 			mesh.Sleep(ctx, 250*time.Millisecond)
 			continue
 		case gobreaker.StateHalfOpen:
-			size, tc.Concurrency = 1, 1
+			want, tc.Concurrency = 1, 1
 		}
-		// One fetch is one round: it ends at enough messages for
-		// concurrency full batches or after flush_interval (at most a
-		// third of the PinnedTTL, so that an idle owner keeps its pin),
-		// and every message it delivers is handled, so nothing sits in a
-		// client buffer when the target is disabled or the process stops.
+		// One fetch is one round: it ends at enough work for concurrency
+		// full batches or after flush_interval (at most a third of the
+		// PinnedTTL, so that an idle owner keeps its pin), and every
+		// message it delivers is handled, so nothing sits in a client
+		// buffer when the target is disabled or the process stops.
 		wait := min(time.Duration(tc.FlushInterval), w.push.PinnedTTL/3)
-		batch, err := p.cons.Fetch(size, jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup(mesh.PushGroup))
-		var msgs []jetstream.Msg
-		if err == nil {
-			for m := range batch.Messages() {
-				msgs = append(msgs, m)
-			}
-			err = batch.Error()
-		}
+		msgs, err := p.pull(want, wait)
 		name := mesh.ConsumerPusher(target, p.n)
 		if len(msgs) > 0 && !w.round(ctx, tc, p, msgs) {
 			// Its messages are due again at once, before any later
@@ -270,7 +262,7 @@ func (w *Worker) round(ctx context.Context, tc config.Target, p *partition, msgs
 		}
 		msgs = w.gatherRedeliveries(tc, p, msgs)
 	}
-	p.learnItemsPerMsg(msgs)
+	p.learnItemBytes(msgs)
 	stop := w.keepAlive(p, msgs)
 	errs := w.handle(hctx, tc, p, msgs)
 	stop()
@@ -305,13 +297,9 @@ func (w *Worker) gatherRedeliveries(tc config.Target, p *partition, msgs []jetst
 		return false
 	}
 	for more := msgs; redelivered(more) && len(msgs) < 20*mesh.MaxWorkItems; {
-		b, err := p.cons.Fetch(p.fetchSize(tc), jetstream.FetchMaxWait(100*time.Millisecond), jetstream.FetchPriorityGroup(mesh.PushGroup))
-		if err != nil {
+		var err error
+		if more, err = p.pull(roundItems(tc), 100*time.Millisecond); err != nil {
 			break
-		}
-		more = more[:0:0]
-		for m := range b.Messages() {
-			more = append(more, m)
 		}
 		msgs = append(msgs, more...)
 	}
@@ -324,23 +312,6 @@ func fill(n int, err error) []error {
 		errs[i] = err
 	}
 	return errs
-}
-
-// fetchSize is about enough messages for concurrency full batches, given
-// how many items recent messages carried: one each from a trickle of
-// single events, up to mesh.MaxWorkItems under a backlog.
-func (p *partition) fetchSize(tc config.Target) int {
-	want := tc.BatchSize * max(tc.Concurrency, 1)
-	return min(max(int(math.Ceil(float64(want)/max(p.itemsPerMsg, 1))), 1), want)
-}
-
-// learnItemsPerMsg remembers how many items msgs carried on average.
-func (p *partition) learnItemsPerMsg(msgs []jetstream.Msg) {
-	n := 0
-	for _, m := range msgs {
-		n += mesh.Count(m)
-	}
-	p.itemsPerMsg = float64(n) / float64(len(msgs))
 }
 
 // keepAlive tells JetStream every third of AckWait that msgs are still
