@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/recordsync/record-sync/shared/event"
-	"github.com/recordsync/record-sync/shared/fastjson"
 	"github.com/recordsync/record-sync/shared/status"
 )
 
@@ -69,9 +68,64 @@ func (s *Service) receiptMAC(recordID string, payload []byte) []byte {
 
 // receiptToken signs the receipt of ev, accepted at.
 func (s *Service) receiptToken(ev *event.Event, at time.Time) string {
-	payload, _ := fastjson.Marshal(receipt{EventID: ev.EventID, Operation: string(ev.Operation), Targets: ev.Targets, OccurredAt: ev.OccurredAt, At: at.UTC()})
+	var buf [256]byte
+	payload := receipt{EventID: ev.EventID, Operation: string(ev.Operation), Targets: ev.Targets, OccurredAt: ev.OccurredAt, At: at.UTC()}.appendJSON(buf[:0])
 	enc := base64.RawURLEncoding
-	return enc.EncodeToString(payload) + "." + enc.EncodeToString(s.receiptMAC(ev.RecordID, payload))
+	mac := s.receiptMAC(ev.RecordID, payload)
+	tok := make([]byte, 0, enc.EncodedLen(len(payload))+1+enc.EncodedLen(len(mac)))
+	tok = enc.AppendEncode(tok, payload)
+	tok = append(tok, '.')
+	return string(enc.AppendEncode(tok, mac))
+}
+
+// appendJSON appends r as JSON, as encoding/json would encode it but for
+// the escaping of HTML characters, which a token does not need: a token is
+// made per accepted event, and building it by hand takes a fifth of the
+// time a generic encoder takes (BenchmarkReceiptToken). Times are
+// RFC 3339 with nanoseconds, as time.Time's MarshalJSON writes them; the
+// edge only accepts times that it can write so (years 0 to 9999).
+func (r receipt) appendJSON(b []byte) []byte {
+	b = append(b, `{"e":`...)
+	b = appendJSONString(b, r.EventID)
+	b = append(b, `,"p":`...)
+	b = appendJSONString(b, r.Operation)
+	b = append(b, `,"t":`...)
+	if r.Targets == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, t := range r.Targets {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, t)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"o":"`...)
+	b = r.OccurredAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","a":"`...)
+	b = r.At.AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, everything else as it is (the edge accepts
+// only valid UTF-8).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // readReceipt checks tok for recordID.
