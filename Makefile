@@ -74,10 +74,11 @@ lint-openapi:
 example-client:
 	cd examples/client && go vet ./... && go test -race -count=1 ./...
 
-## fuzz: the HTTP edge's fuzzer for FUZZTIME (default 30s); go test runs its seeds
+## fuzz: the HTTP edge's fuzzers (requests, status receipts) for FUZZTIME each (default 30s); go test runs their seeds
 FUZZTIME ?= 30s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzEdge$$' -fuzztime $(FUZZTIME) ./services/ingest/
+	go test -run '^$$' -fuzz '^FuzzReceiptJSON$$' -fuzztime $(FUZZTIME) ./services/ingest/
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
