@@ -14,7 +14,7 @@ GO_LDFLAGS := -s -w -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)'
 IMAGE ?= recordsync:$(VERSION)
 
-.PHONY: help run test test-short test-chaos lint bench bench-ingest bench-singles bench-backlog bench-soak bench-mesh bench-pipeline bench-failover bench-pushers build install lint-openapi fuzz example-client image helm-check deploy-check clean
+.PHONY: help run test test-short test-chaos lint bench bench-ingest bench-singles bench-backlog bench-soak bench-mesh bench-services bench-pipeline bench-failover bench-pushers build install lint-openapi fuzz example-client image helm-check deploy-check clean
 
 ## help: this list
 help:
@@ -99,6 +99,11 @@ bench-backlog:
 ## bench-soak: 3,000 records/s to HubSpot and Salesforce for 10 minutes: memory growth after the first minute, synced visibility p99
 bench-soak:
 	go test -run '^$$' -bench 'Soak' -benchtime 1x -timeout 40m ./app/
+
+## bench-services: the 100,000-record burst of bench-mesh with NATS, the emulator and each service a process of
+## its own: each process's peak memory and CPU per record (RECORDSYNC_BENCH_RECORDS sets the count)
+bench-services:
+	go test -run '^$$' -bench 'Services' -benchtime 1x -timeout 30m ./app/
 
 ## bench-mesh: 100,000 records through the whole mesh to all three CRMs (Outreach one in 20), both profiles,
 ## two bursts each (RECORDSYNC_BENCH_RECORDS, default 100000; RECORDSYNC_BENCH_CPUPROFILE=prefix for profiles)

@@ -103,7 +103,7 @@ func envInt(name string, def int) int {
 }
 
 func benchMesh(b *testing.B, l meshLoad) {
-	profile, n, every, batch, clients := l.profile, l.n, l.every, l.batch, l.clients
+	profile, n, every := l.profile, l.n, l.every
 	data := b.TempDir()
 	sim := startEmulator(b, data)
 	s := startDev(b, sim.inDev(data), func(e *app.Env) { e.Profile, e.DevCluster = profile, l.cluster })
@@ -123,48 +123,7 @@ func benchMesh(b *testing.B, l meshLoad) {
 	simCPU0 := sim.cpu()
 	alloc0 := allocated()
 	stopLive := livePeak(b)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = clients // System A keeps its connections
-	client := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
-	var first time.Time
-	var once sync.Once
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for start := range work {
-				var buf bytes.Buffer
-				buf.WriteString(`{"events":[`)
-				for i := start; i < min(start+batch, n); i++ {
-					if i > start {
-						buf.WriteByte(',')
-					}
-					to := `"hubspot"`
-					if every > 0 {
-						to += `,"salesforce"`
-					}
-					if every > 0 && i%every == 0 {
-						to += `,"outreach"`
-					}
-					fmt.Fprintf(&buf, `{"record_id":"m-%d","operation":"create","targets":[%s],"data":{"email":"m%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, i, to, i, i)
-				}
-				buf.WriteString(`]}`)
-				if code, err := postSync(client, s.info.HTTPURL+"/v1/sync/batch", buf.Bytes()); err != nil || code != http.StatusAccepted {
-					b.Errorf("batch: %d %v", code, err)
-					return
-				}
-				once.Do(func() { first = time.Now() })
-			}
-		}()
-	}
-	for start := 0; start < n; start += batch {
-		work <- start
-	}
-	close(work)
-	wg.Wait()
+	first := postBurst(b, s.info.HTTPURL, l)
 	accepted := time.Since(first)
 	heapProfile(b, "accepted")
 	stored := waitSynced(b, s, targets, want, first)
@@ -233,6 +192,55 @@ func benchMesh(b *testing.B, l meshLoad) {
 	}
 	b.Logf("%s: %d records (%d record-targets): accepted in %v, stored by the CRMs after %v, all synced after %v", profile, n, recordTargets,
 		accepted.Round(time.Millisecond), stored, total.Round(time.Millisecond))
+}
+
+// postBurst posts l's records to the edge at url, l.batch to a request
+// from l.clients clients (each keeping its connection, as System A does),
+// and returns when the first was accepted.
+func postBurst(b *testing.B, url string, l meshLoad) (first time.Time) {
+	n, every, batch, clients := l.n, l.every, l.batch, l.clients
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = clients // System A keeps its connections
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	var once sync.Once
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for start := range work {
+				var buf bytes.Buffer
+				buf.WriteString(`{"events":[`)
+				for i := start; i < min(start+batch, n); i++ {
+					if i > start {
+						buf.WriteByte(',')
+					}
+					to := `"hubspot"`
+					if every > 0 {
+						to += `,"salesforce"`
+					}
+					if every > 0 && i%every == 0 {
+						to += `,"outreach"`
+					}
+					fmt.Fprintf(&buf, `{"record_id":"m-%d","operation":"create","targets":[%s],"data":{"email":"m%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, i, to, i, i)
+				}
+				buf.WriteString(`]}`)
+				if code, err := postSync(client, url+"/v1/sync/batch", buf.Bytes()); err != nil || code != http.StatusAccepted {
+					b.Errorf("batch: %d %v", code, err)
+					return
+				}
+				once.Do(func() { first = time.Now() })
+			}
+		}()
+	}
+	for start := 0; start < n; start += batch {
+		work <- start
+	}
+	close(work)
+	wg.Wait()
+	return first
 }
 
 // raiseLimits lifts the rate limits of targets, in record-sync and in the
@@ -499,8 +507,11 @@ func (e *emulator) inDev(data string) func(*app.Env) {
 }
 
 // cpu is the CPU time the emulator has used so far (user and system).
-func (e *emulator) cpu() time.Duration {
-	b, err := os.ReadFile("/proc/" + e.pid + "/stat")
+func (e *emulator) cpu() time.Duration { return procCPU(e.pid) }
+
+// procCPU is the CPU time process pid has used so far (user and system).
+func procCPU(pid string) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0
 	}

@@ -634,7 +634,7 @@ func TestChaosServiceKills(t *testing.T) {
 	srv := natstest.RunServer(t)
 	sim := chaosSim(t)
 	op := operatorJS(t, srv.ClientURL(), srv.Passwords)
-	procs := startServiceProcesses(t, bin, srv, sim)
+	procs := startServiceProcesses(t, bin, srv.ClientURL(), srv.Passwords, sim.Addr, sim.Credentials)
 	edge := procs["ingest"].metrics
 	batch := 20
 	if chaosLong() {
@@ -668,19 +668,23 @@ func TestChaosServiceKills(t *testing.T) {
 }
 
 // startServiceProcesses starts the four services as processes of bin
-// against srv, each as its own user, and kills them when the test ends.
-func startServiceProcesses(t testing.TB, bin string, srv *natsrv.Server, sim *app.CRMSim) map[string]*serviceProcess {
+// against the NATS server at url, each as its own user, pushing to the
+// emulator at simAddr, and kills them when the test ends.
+func startServiceProcesses(t testing.TB, bin, url string, passwords map[string]string, simAddr, simCredentials string) map[string]*serviceProcess {
 	t.Helper()
-	chaosSetup(t, operatorJS(t, srv.ClientURL(), srv.Passwords), app.Env{PushAckWait: 3 * time.Second})
+	chaosSetup(t, operatorJS(t, url, passwords), app.Env{PushAckWait: 3 * time.Second})
 	data := t.TempDir()
 	procs := map[string]*serviceProcess{}
 	for _, name := range []string{"status", "rules", "pusher", "ingest"} {
 		addr := natstest.FreeAddr(t)
-		env := append(os.Environ(), "RECORDSYNC_NATS_URL="+srv.ClientURL(), "RECORDSYNC_NATS_USER="+name,
-			"RECORDSYNC_NATS_PASSWORD="+srv.Passwords[name], "RECORDSYNC_DATA_DIR="+data,
-			"RECORDSYNC_CRMSIM_ADDR="+sim.Addr, "RECORDSYNC_CRM_CREDENTIALS="+sim.Credentials,
+		env := append(os.Environ(), "RECORDSYNC_NATS_URL="+url, "RECORDSYNC_NATS_USER="+name,
+			"RECORDSYNC_NATS_PASSWORD="+passwords[name], "RECORDSYNC_DATA_DIR="+data,
+			"RECORDSYNC_CRMSIM_ADDR="+simAddr, "RECORDSYNC_CRM_CREDENTIALS="+simCredentials,
 			"RECORDSYNC_API_KEYS="+syncKey, "RECORDSYNC_ADMIN_KEYS="+adminKey, "RECORDSYNC_LOG_LEVEL=warn",
 			"RECORDSYNC_PUSH_ACK_WAIT=3s", "RECORDSYNC_HTTP_ADDR="+addr, "RECORDSYNC_METRICS_ADDR="+addr)
+		if name == "ingest" { // its admin endpoints write config through the admin user
+			env = append(env, "RECORDSYNC_NATS_ADMIN_PASSWORD="+passwords["admin"])
+		}
 		p := &serviceProcess{t: t, bin: bin, name: name, env: env, metrics: "http://" + addr}
 		t.Cleanup(func() {
 			if p.cmd != nil && p.cmd.ProcessState == nil {

@@ -56,7 +56,7 @@ func BenchmarkFailover(b *testing.B) {
 		srv := natstest.RunServer(b)
 		sim := chaosSim(b)
 		op := operatorJS(b, srv.ClientURL(), srv.Passwords)
-		procs := startServiceProcesses(b, bin, srv, sim)
+		procs := startServiceProcesses(b, bin, srv.ClientURL(), srv.Passwords, sim.Addr, sim.Credentials)
 		edge := procs["ingest"].metrics
 		l := startLoad(b, edge, "fk", 20, 50*time.Millisecond)
 		progress(b, sim, 30*time.Second, "records pushed before the fault")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -86,6 +87,14 @@ func StartProcess(t testing.TB, profile string) *Process {
 	})
 	p.Start()
 	return p
+}
+
+// Pid is the server process's id, "" when it is not running.
+func (p *Process) Pid() string {
+	if p.cmd == nil {
+		return ""
+	}
+	return strconv.Itoa(p.cmd.Process.Pid)
 }
 
 // URL is the server's client URL.
