@@ -69,6 +69,9 @@ type Env struct {
 	// MetricsAddr is where rules, pusher and status serve /metrics when run
 	// as their own processes (RECORDSYNC_METRICS_ADDR; off when empty).
 	MetricsAddr string
+	// PprofAddr is where a process serves Go's runtime profiles
+	// (RECORDSYNC_PPROF_ADDR; off when empty).
+	PprofAddr string
 	// Tracing, when set, replaces the tracer provider built from the
 	// OTEL_* variables (tests record spans in memory with it).
 	Tracing trace.TracerProvider
@@ -164,6 +167,7 @@ var Settings = []Setting{
 	{"RECORDSYNC_OCCURRED_AT_MAX_AGE", "", "how far in the past an event's occurred_at may be (empty: no bound but 2000-01-01)", devAndEdge},
 	{"RECORDSYNC_STATUS_TTL", "168h", "how long a record's status is kept after its last change (KV sync_status)", append([]string{"dev", "setup"}, services...)},
 	{"RECORDSYNC_METRICS_ADDR", "", "where rules, pusher and status serve /metrics (off when empty; the edge serves it on RECORDSYNC_HTTP_ADDR)", []string{"rules", "pusher", "status"}},
+	{"RECORDSYNC_PPROF_ADDR", "", "where the process serves Go's runtime profiles, /debug/pprof/ (off when empty; a loopback address: a profile shows the process's internals)", running},
 	{"RECORDSYNC_MEMORY_LIMIT", "auto", "the Go runtime's soft memory limit: auto (80% of the container's memory limit, none outside one), off, or a size (400MiB, 2GiB); GOMEMLIMIT, when set, wins", running},
 	{"RECORDSYNC_LOG_LEVEL", "info", "debug, info, warn or error", running},
 	{"RECORDSYNC_LOG_FILE", "", "a file that also receives the JSON logs", running},
@@ -359,6 +363,7 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 		LogLevel:       r.oneOf("RECORDSYNC_LOG_LEVEL", append(slices.Clone(logging.Levels), "warning")...),
 		Getenv:         getenv,
 		MetricsAddr:    r.optionalAddr("RECORDSYNC_METRICS_ADDR"),
+		PprofAddr:      r.optionalAddr("RECORDSYNC_PPROF_ADDR"),
 		LogFile:        getenv("RECORDSYNC_LOG_FILE"),
 		PushAckWait:    r.duration("RECORDSYNC_PUSH_ACK_WAIT", time.Second, 12*time.Hour),
 		StatusTTL:      r.duration("RECORDSYNC_STATUS_TTL", time.Minute, 24*365*time.Hour),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -34,11 +35,29 @@ func ServeMetrics(ctx context.Context, addr string, m *telemetry.Metrics, waits 
 			_, _ = fmt.Fprintf(w, "consumer %s waits for JetStream since %s: %s\n", wt.Consumer, wt.Since.UTC().Format(time.RFC3339), wt.Reason)
 		}
 	})
+	return serve(ctx, addr, mux)
+}
+
+// ServePprof serves Go's runtime profiles (net/http/pprof, under
+// /debug/pprof/) on addr until ctx ends: `go tool pprof
+// http://addr/debug/pprof/heap` shows what a running process holds.
+func ServePprof(ctx context.Context, addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return serve(ctx, addr, mux)
+}
+
+// serve serves h on addr until ctx ends.
+func serve(ctx context.Context, addr string, h http.Handler) error {
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("metrics listen: %w", err)
+		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

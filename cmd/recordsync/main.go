@@ -116,6 +116,13 @@ func run(ctx context.Context, cmd string, args []string, getenv func(string) str
 	log.Info("starting", "version", version().Version, "config", env.String())
 	limit, from := app.SetMemoryLimit(env.MemoryLimit)
 	log.Info("memory_limit", "bytes", limit, "from", from)
+	if env.PprofAddr != "" {
+		go func() {
+			if err := app.ServePprof(ctx, env.PprofAddr); err != nil {
+				log.Error("pprof_server_failed", "error", err.Error())
+			}
+		}()
+	}
 
 	switch cmd {
 	case "dev":
