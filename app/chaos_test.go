@@ -589,6 +589,7 @@ type serviceProcess struct {
 	name    string
 	env     []string
 	metrics string // its /metrics and /readyz (the edge: its HTTP address)
+	pprof   string // its /debug/pprof/
 	cmd     *exec.Cmd
 }
 
@@ -685,7 +686,9 @@ func startServiceProcesses(t testing.TB, bin, url string, passwords map[string]s
 		if name == "ingest" { // its admin endpoints write config through the admin user
 			env = append(env, "RECORDSYNC_NATS_ADMIN_PASSWORD="+passwords["admin"])
 		}
-		p := &serviceProcess{t: t, bin: bin, name: name, env: env, metrics: "http://" + addr}
+		pprofAddr := natstest.FreeAddr(t)
+		env = append(env, "RECORDSYNC_PPROF_ADDR="+pprofAddr)
+		p := &serviceProcess{t: t, bin: bin, name: name, env: env, metrics: "http://" + addr, pprof: "http://" + pprofAddr}
 		t.Cleanup(func() {
 			if p.cmd != nil && p.cmd.ProcessState == nil {
 				_ = p.cmd.Process.Kill()

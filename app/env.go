@@ -69,6 +69,11 @@ type Env struct {
 	// MetricsAddr is where rules, pusher and status serve /metrics when run
 	// as their own processes (RECORDSYNC_METRICS_ADDR; off when empty).
 	MetricsAddr string
+	// StatusMaxHeld and StatusCacheBytes bound the status service's memory
+	// (RECORDSYNC_STATUS_MAX_HELD, RECORDSYNC_STATUS_CACHE; 0: the
+	// defaults, status.DefaultMaxHeld and status.DefaultCacheBytes).
+	StatusMaxHeld    int
+	StatusCacheBytes int64
 	// PprofAddr is where a process serves Go's runtime profiles
 	// (RECORDSYNC_PPROF_ADDR; off when empty).
 	PprofAddr string
@@ -166,6 +171,8 @@ var Settings = []Setting{
 	{"RECORDSYNC_OCCURRED_AT_MAX_FUTURE", "5m", "how far in the future an event's occurred_at may be, from its acceptance", devAndEdge},
 	{"RECORDSYNC_OCCURRED_AT_MAX_AGE", "", "how far in the past an event's occurred_at may be (empty: no bound but 2000-01-01)", devAndEdge},
 	{"RECORDSYNC_STATUS_TTL", "168h", "how long a record's status is kept after its last change (KV sync_status)", append([]string{"dev", "setup"}, services...)},
+	{"RECORDSYNC_STATUS_MAX_HELD", "50000", "records the status service holds at most while they wait for their other targets' final states (about 1.1 KB each); past it the one held longest is written as it is", []string{"dev", "status"}},
+	{"RECORDSYNC_STATUS_CACHE", "32MiB", "the status service's cache of the records it last wrote, as encoded (about twice that in memory): a record not cached costs a read at its next write", []string{"dev", "status"}},
 	{"RECORDSYNC_METRICS_ADDR", "", "where rules, pusher and status serve /metrics (off when empty; the edge serves it on RECORDSYNC_HTTP_ADDR)", []string{"rules", "pusher", "status"}},
 	{"RECORDSYNC_PPROF_ADDR", "", "where the process serves Go's runtime profiles, /debug/pprof/ (off when empty; a loopback address: a profile shows the process's internals)", running},
 	{"RECORDSYNC_MEMORY_LIMIT", "auto", "the Go runtime's soft memory limit: auto (80% of the container's memory limit, none outside one), off, or a size (400MiB, 2GiB); GOMEMLIMIT, when set, wins", running},
@@ -317,6 +324,20 @@ func (r *envReader) oneOf(name string, values ...string) string {
 	return v
 }
 
+// size reads a size in bytes (B, KiB, MiB, GiB or TiB, as GOMEMLIMIT
+// takes it) from lo to hi.
+func (r *envReader) size(name string, lo, hi int64) int64 {
+	v := r.str(name)
+	n, err := parseSize(v)
+	if err == nil && (n < lo || n > hi) {
+		err = fmt.Errorf("from %s to %s", formatSize(lo), formatSize(hi))
+	}
+	if err != nil {
+		r.bad(name, v, err.Error())
+	}
+	return n
+}
+
 // memoryLimit reads a RECORDSYNC_MEMORY_LIMIT value (see parseMemoryLimit).
 func (r *envReader) memoryLimit(name string) int64 {
 	v := r.str(name)
@@ -378,6 +399,8 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 		GatherOff:           r.oneOf("RECORDSYNC_INGEST_GATHER", "on", "off") == "off",
 		GatherWait:          r.duration("RECORDSYNC_INGEST_GATHER_WAIT", 0, time.Second),
 		MemoryLimit:         r.memoryLimit("RECORDSYNC_MEMORY_LIMIT"),
+		StatusMaxHeld:       r.integer("RECORDSYNC_STATUS_MAX_HELD", 1, 10_000_000),
+		StatusCacheBytes:    r.size("RECORDSYNC_STATUS_CACHE", 1<<20, 16<<30),
 		OccurredAtMaxFuture: r.duration("RECORDSYNC_OCCURRED_AT_MAX_FUTURE", 0, 24*time.Hour),
 		OccurredAtMaxAge:    r.optionalDuration("RECORDSYNC_OCCURRED_AT_MAX_AGE", time.Minute, 100*365*24*time.Hour),
 	}

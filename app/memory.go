@@ -29,23 +29,45 @@ func parseMemoryLimit(v string) (int64, error) {
 	case "off":
 		return MemoryLimitOff, nil
 	}
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
-	for _, u := range units {
+	n, err := parseSize(v)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("want auto, off, or a size such as 400MiB or 2GiB")
+	case n < 64<<20:
+		return 0, fmt.Errorf("at least 64MiB, or auto or off")
+	}
+	return n, nil
+}
+
+// sizeUnits are the units of a size, largest first.
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// parseSize reads a size as GOMEMLIMIT takes it: a positive whole number
+// of B, KiB, MiB, GiB or TiB.
+func parseSize(v string) (int64, error) {
+	for _, u := range sizeUnits {
 		if num, ok := strings.CutSuffix(v, u.suffix); ok {
 			n, err := strconv.ParseInt(num, 10, 64)
 			if err != nil || n <= 0 || n > (1<<62)/u.mult {
 				break
 			}
-			if n*u.mult < 64<<20 {
-				return 0, fmt.Errorf("at least 64MiB, or auto or off")
-			}
 			return n * u.mult, nil
 		}
 	}
-	return 0, fmt.Errorf("want auto, off, or a size such as 400MiB or 2GiB")
+	return 0, fmt.Errorf("want a size such as 32MiB or 1GiB")
+}
+
+// formatSize writes n in the largest unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 // SetMemoryLimit sets the Go runtime's soft memory limit from limit (a

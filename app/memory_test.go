@@ -25,3 +25,20 @@ func TestParseMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+	}{{"32MiB", 32 << 20}, {"1GiB", 1 << 30}, {"1536KiB", 1536 << 10}, {"100B", 100}, {"32MB", 0}, {"0MiB", 0}, {"", 0}, {"MiB", 0}} {
+		got, err := parseSize(tt.in)
+		if (err != nil) != (tt.want == 0) || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	for n, want := range map[int64]string{1 << 20: "1MiB", 16 << 30: "16GiB", 1536 << 10: "1536KiB", 100: "100B"} {
+		if got := formatSize(n); got != want {
+			t.Errorf("formatSize(%d) = %s, want %s", n, got, want)
+		}
+	}
+}

@@ -56,7 +56,11 @@ type Mesh struct {
 	// OccurredAtMaxFuture and OccurredAtMaxAge bound occurred_at (see
 	// event.Limits).
 	OccurredAtMaxFuture, OccurredAtMaxAge time.Duration
-	service                               string
+	// StatusMaxHeld and StatusCacheBytes bound the status service's
+	// memory (statussvc.Config.MaxHeld and CacheBytes; 0: the defaults).
+	StatusMaxHeld    int
+	StatusCacheBytes int64
+	service          string
 	// adminWrites: the stores write through a connection as the admin
 	// user (UseAdmin).
 	adminWrites bool
@@ -93,7 +97,7 @@ func OpenMesh(ctx context.Context, nc *nats.Conn, service string, env Env, reg *
 		return nil, fmt.Errorf("%s: %w", service, err)
 	}
 	m := &Mesh{NC: nc, JS: js, Registry: reg, Log: log, Push: push, CircuitOpenFor: env.CircuitOpenFor, Metrics: metrics, service: service,
-		OccurredAtMaxFuture: env.OccurredAtMaxFuture, OccurredAtMaxAge: env.OccurredAtMaxAge}
+		OccurredAtMaxFuture: env.OccurredAtMaxFuture, OccurredAtMaxAge: env.OccurredAtMaxAge, StatusMaxHeld: env.StatusMaxHeld, StatusCacheBytes: env.StatusCacheBytes}
 	defaults, err := config.LoadDefaults(env.CRMSimAddr, reg.Defaults(), reg.MaxBatch)
 	if err != nil {
 		return nil, err
@@ -277,7 +281,8 @@ func RunPusher(ctx context.Context, m *Mesh) error {
 
 // RunStatus runs the status service until ctx ends.
 func RunStatus(ctx context.Context, m *Mesh) error {
-	svc, err := statussvc.New(m.JS, m.StatusKV, statussvc.Config{Meter: m.Metrics.Meter("status"), Waits: m.Waits}, m.Log.With("service", "status"))
+	svc, err := statussvc.New(m.JS, m.StatusKV, statussvc.Config{Meter: m.Metrics.Meter("status"), Waits: m.Waits,
+		MaxHeld: m.StatusMaxHeld, CacheBytes: m.StatusCacheBytes}, m.Log.With("service", "status"))
 	if err != nil {
 		return err
 	}

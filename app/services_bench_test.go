@@ -1,14 +1,19 @@
 package app_test
 
 import (
+	"io"
 	"maps"
+	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/recordsync/record-sync/app"
+	"github.com/recordsync/record-sync/shared/mesh"
 	"github.com/recordsync/record-sync/shared/natsrv"
 	"github.com/recordsync/record-sync/shared/natstest"
 )
@@ -45,9 +50,11 @@ func BenchmarkServices(b *testing.B) {
 		cpu0[name] = procCPU(pid)
 	}
 	b.ResetTimer()
+	stopProfiles := heapProfilesAtPeak(b, procs)
 	first := postBurst(b, s.info.HTTPURL, meshLoad{n: n, every: every, batch: 500, clients: 8})
 	stored := waitSynced(b, s, targets, want, first)
 	total := time.Since(first)
+	live := stopProfiles()
 	b.StopTimer()
 	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
 	var own time.Duration
@@ -58,7 +65,60 @@ func BenchmarkServices(b *testing.B) {
 		if procs[name] != nil {
 			own += cpu
 		}
+		if v, ok := live[name]; ok {
+			b.ReportMetric(v, name+"-peak-heap-goal-MB")
+		}
 	}
 	b.ReportMetric(float64(own.Microseconds())/float64(n), "cpu-µs/record")
+	metrics := string(call(b, "GET", procs["status"].metrics+"/metrics", "", nil).Raw)
+	b.ReportMetric(metricValue(metrics, `recordsync_status_writes_total{result="ok"}`)/float64(n), "status-writes/record")
 	b.Logf("%d records: stored by the CRMs after %v, all synced after %v", n, stored, total.Round(time.Millisecond))
+}
+
+// heapProfilesAtPeak, with RECORDSYNC_BENCH_MEMPROFILE set, reads the
+// heap goal of each service every 200 ms until stop is called, and writes
+// the heap profile at its highest to
+// $RECORDSYNC_BENCH_MEMPROFILE-services-<name>.prof; stop returns those
+// highs in MB, by service.
+func heapProfilesAtPeak(b *testing.B, procs map[string]*serviceProcess) (stop func() map[string]float64) {
+	prefix := os.Getenv("RECORDSYNC_BENCH_MEMPROFILE")
+	if prefix == "" {
+		return func() map[string]float64 { return nil }
+	}
+	peak := map[string]float64{}
+	read := func(url string) []byte {
+		res, err := http.Get(url)
+		if err != nil {
+			return nil
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			return nil
+		}
+		return body
+	}
+	stopSampling := mesh.Every(200*time.Millisecond, func() {
+		for name, p := range procs {
+			// The text profile ends with the runtime's MemStats, NextGC
+			// among them: the heap the collector lets grow before its next
+			// cycle, from what was live at its last (times 3 at GOGC=200).
+			text := string(read(p.pprof + "/debug/pprof/heap?debug=1"))
+			_, after, ok := strings.Cut(text, "# NextGC = ")
+			goal, err := strconv.ParseFloat(strings.Fields(after + " ")[0], 64)
+			if !ok || err != nil || goal/1e6 <= peak[name] {
+				continue
+			}
+			if prof := read(p.pprof + "/debug/pprof/heap"); prof != nil {
+				peak[name] = goal / 1e6
+				if err := os.WriteFile(prefix+"-services-"+name+".prof", prof, 0o600); err != nil {
+					b.Error(err)
+				}
+			}
+		}
+	})
+	return func() map[string]float64 {
+		stopSampling()
+		return peak
+	}
 }

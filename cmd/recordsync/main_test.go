@@ -123,3 +123,17 @@ func TestUnknown(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusBoundsSettings: the status service's memory bounds are
+// settings of their own, checked before anything starts.
+func TestStatusBoundsSettings(t *testing.T) {
+	_, _, err := runCLI(t, map[string]string{"RECORDSYNC_NATS_URL": "nats://127.0.0.1:1", "RECORDSYNC_STATUS_MAX_HELD": "0", "RECORDSYNC_STATUS_CACHE": "100KiB"}, "status")
+	if err == nil {
+		t.Fatal("status started with bad bounds")
+	}
+	for _, w := range []string{`RECORDSYNC_STATUS_MAX_HELD="0"`, "from 1 to 10000000", `RECORDSYNC_STATUS_CACHE="100KiB"`, "from 1MiB to 16GiB"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not name %s:\n%v", w, err)
+		}
+	}
+}

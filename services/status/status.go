@@ -100,12 +100,16 @@ const (
 	DefaultBusyAt   = 10_000
 )
 
-// DefaultMaxHeld is Config.MaxHeld when unset: about 110 MB. A burst of
-// 100,000 records (make bench-mesh) stays inside it: written early, a
-// record's second write usually misses the cache (a read first), which
-// at 20,000 doubled the burst's CPU per record. A backlog reaches it
-// within seconds, where BusyHold writes the records early anyway.
-const DefaultMaxHeld = 100_000
+// DefaultMaxHeld is Config.MaxHeld when unset: about 55 MB, so that the
+// status service takes a 100,000-record burst in a 512 MB container (make
+// bench-services with an 80% soft limit: peak 399 MB at 43 µs per record;
+// at 100,000 held, 520 MB at 76 µs, the collector running most of the
+// time). Past it a record is written early and its second write usually
+// misses the cache (a read first): that burst writes 1.25 records per
+// record instead of 1.00, at about the same CPU; at 20,000 the CPU
+// doubled. A backlog reaches it within seconds, where BusyHold writes the
+// records early anyway.
+const DefaultMaxHeld = 50_000
 
 // DefaultLinger is Config.Linger when unset: at 3,000 records/s, synced
 // showed at p99 322 ms after the CRM's confirmation at 250 ms, 160 ms at
