@@ -1,11 +1,9 @@
 package app_test
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,49 +37,8 @@ func BenchmarkBacklog(b *testing.B) {
 	stopProfile := cpuProfile(b)
 	stopLive := livePeak(b)
 	cpu0, _ := usage()
-	const batch, clients = 500, 8
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = clients
-	client := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
 	start := time.Now()
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for from := range work {
-				var buf bytes.Buffer
-				buf.WriteString(`{"events":[`)
-				for i := from; i < min(from+batch, n); i++ {
-					if i > from {
-						buf.WriteByte(',')
-					}
-					fmt.Fprintf(&buf, `{"record_id":"q-%d","operation":"create","targets":["hubspot"],"data":{"email":"q%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, i, i, i)
-				}
-				buf.WriteString(`]}`)
-				for {
-					code, err := postSync(client, s.info.HTTPURL+"/v1/sync/batch", buf.Bytes())
-					if err != nil {
-						b.Errorf("batch: %v", err)
-						return
-					}
-					if code == http.StatusAccepted {
-						break
-					}
-					if code != http.StatusServiceUnavailable {
-						b.Errorf("batch: %d", code)
-						return
-					}
-					<-time.After(time.Second) // the backlog bound: System A waits as Retry-After says
-				}
-			}
-		})
-	}
-	for from := 0; from < n; from += batch {
-		work <- from
-	}
-	close(work)
-	wg.Wait()
+	postBurst(b, s.info.HTTPURL, meshLoad{n: n, batch: 500, clients: 8, prefix: "q"})
 	accepted := time.Since(start)
 	waitStates(b, s, "hubspot", n, "queued", "retrying")
 	queued := time.Since(start)

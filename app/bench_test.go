@@ -93,6 +93,8 @@ type meshLoad struct {
 	// HubSpot and Salesforce; 0: every record to HubSpot alone.
 	every          int
 	batch, clients int
+	// prefix starts every record id and email ("m" when empty).
+	prefix string
 }
 
 func envInt(name string, def int) int {
@@ -196,9 +198,10 @@ func benchMesh(b *testing.B, l meshLoad) {
 
 // postBurst posts l's records to the edge at url, l.batch to a request
 // from l.clients clients (each keeping its connection, as System A does),
-// and returns when the first was accepted.
+// and returns when the first was accepted. A batch refused with 503 (the
+// backlog bound) is sent again a second later, as its Retry-After says.
 func postBurst(b *testing.B, url string, l meshLoad) (first time.Time) {
-	n, every, batch, clients := l.n, l.every, l.batch, l.clients
+	n, every, batch, clients, prefix := l.n, l.every, l.batch, l.clients, cmp.Or(l.prefix, "m")
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = clients // System A keeps its connections
 	client := &http.Client{Transport: tr}
@@ -207,9 +210,7 @@ func postBurst(b *testing.B, url string, l meshLoad) (first time.Time) {
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for start := range work {
 				var buf bytes.Buffer
 				buf.WriteString(`{"events":[`)
@@ -224,16 +225,27 @@ func postBurst(b *testing.B, url string, l meshLoad) (first time.Time) {
 					if every > 0 && i%every == 0 {
 						to += `,"outreach"`
 					}
-					fmt.Fprintf(&buf, `{"record_id":"m-%d","operation":"create","targets":[%s],"data":{"email":"m%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, i, to, i, i)
+					fmt.Fprintf(&buf, `{"record_id":"%s-%d","operation":"create","targets":[%s],"data":{"email":"%s%d@example.com","first_name":"F","last_name":"L%d","company":"C"}}`, prefix, i, to, prefix, i, i)
 				}
 				buf.WriteString(`]}`)
-				if code, err := postSync(client, url+"/v1/sync/batch", buf.Bytes()); err != nil || code != http.StatusAccepted {
-					b.Errorf("batch: %d %v", code, err)
-					return
+				for {
+					code, err := postSync(client, url+"/v1/sync/batch", buf.Bytes())
+					if err != nil {
+						b.Errorf("batch: %v", err)
+						return
+					}
+					if code == http.StatusAccepted {
+						break
+					}
+					if code != http.StatusServiceUnavailable {
+						b.Errorf("batch: %d", code)
+						return
+					}
+					<-time.After(time.Second)
 				}
 				once.Do(func() { first = time.Now() })
 			}
-		}()
+		})
 	}
 	for start := 0; start < n; start += batch {
 		work <- start
