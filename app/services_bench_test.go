@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,10 +52,12 @@ func BenchmarkServices(b *testing.B) {
 	}
 	b.ResetTimer()
 	stopProfiles := heapProfilesAtPeak(b, procs)
+	cpuProfiles := cpuProfilesOf(b, procs, 10*time.Second)
 	first := postBurst(b, s.info.HTTPURL, meshLoad{n: n, every: every, batch: 500, clients: 8})
 	stored := waitSynced(b, s, targets, want, first)
 	total := time.Since(first)
 	live := stopProfiles()
+	cpuProfiles()
 	b.StopTimer()
 	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
 	var own time.Duration
@@ -121,4 +124,33 @@ func heapProfilesAtPeak(b *testing.B, procs map[string]*serviceProcess) (stop fu
 		stopSampling()
 		return peak
 	}
+}
+
+// cpuProfilesOf, with RECORDSYNC_BENCH_CPUPROFILE set, profiles each
+// service's CPU for d from now, into
+// $RECORDSYNC_BENCH_CPUPROFILE-services-<name>.prof; wait waits for them.
+func cpuProfilesOf(b *testing.B, procs map[string]*serviceProcess, d time.Duration) (wait func()) {
+	prefix := os.Getenv("RECORDSYNC_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for name, p := range procs {
+		wg.Go(func() {
+			res, err := http.Get(p.pprof + "/debug/pprof/profile?seconds=" + strconv.Itoa(int(d.Seconds())))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer res.Body.Close()
+			prof, err := io.ReadAll(res.Body)
+			if err == nil {
+				err = os.WriteFile(prefix+"-services-"+name+".prof", prof, 0o600)
+			}
+			if err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	return wg.Wait
 }

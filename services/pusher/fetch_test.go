@@ -62,8 +62,11 @@ func TestARoundTakesAboutItsBatches(t *testing.T) {
 	t.Logf("at most %d messages of %d items in hand at once", most, items)
 	// A round's bound is 1.25 times a whole message (more than 10 items)
 	// at the items' size: two messages, three when the single events'
-	// items, which carry a message's headers each, set the size.
-	if most > 3 {
+	// items, which carry a message's headers each, set the size; the
+	// acks of one round may still be on their way when the next is
+	// fetched. Sized by the single events' items per message, a round
+	// took 10.
+	if most > 6 {
 		t.Errorf("a round held %d messages of %d items: about %d items, for batches of 10", most, items, most*items)
 	}
 }

@@ -292,7 +292,7 @@ func (w *Worker) recordWorkOf(ctx context.Context, p *partition, key string) (*r
 		return nil, fmt.Errorf("read record work %s: %w", key, err)
 	}
 	var work mesh.Work
-	if err := mesh.DecodeStrict(m.Data, &work); err != nil {
+	if err := mesh.DecodeWork(m.Data, &work); err != nil {
 		return nil, fmt.Errorf("decode record work %s: %w", key, err)
 	}
 	rw.items, rw.known, rw.last = work.Items, true, m.Sequence

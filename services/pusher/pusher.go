@@ -398,7 +398,7 @@ func (w *Worker) handle(ctx context.Context, tc config.Target, p *partition, msg
 			}
 		}
 		var work mesh.Work
-		if err := mesh.DecodeStrict(m.Data(), &work); err != nil {
+		if err := mesh.DecodeWork(m.Data(), &work); err != nil {
 			errs[i] = fmt.Errorf("%w: undecodable work: %w", mesh.ErrTerminal, err)
 			continue
 		}

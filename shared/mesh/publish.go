@@ -67,6 +67,15 @@ func WaitAckSeqs(ctx context.Context, fs []jetstream.PubAckFuture) ([]uint64, er
 // data.
 func DecodeStrict(data []byte, v any) error { return fastjson.DecodeStrict(data, v) }
 
+// DecodeWork decodes a Work message. Work comes only from record-sync's
+// own services (rules, and the edge's manual retries), as status changes
+// do: a field this version does not know, from a newer one during an
+// upgrade, is ignored rather than refused, and it is decoded in one pass,
+// not by the strict decoder's stream (a 200-item message in 0.66-0.70 ms
+// against 0.92-0.96, BenchmarkDecodeWork in shared/fastjson). Trailing
+// data is still refused.
+func DecodeWork(data []byte, w *Work) error { return fastjson.Unmarshal(data, w) }
+
 // PublishWorkAsync publishes w to the work subject of one partition of
 // target, with its item count in HeaderCount. Every item of w must belong
 // to that partition (see SplitWork).
