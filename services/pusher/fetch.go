@@ -1,6 +1,7 @@
 package pusher
 
 import (
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,56 +13,51 @@ import (
 // How much a round takes.
 //
 // A round pushes about roundItems(tc) items: enough for concurrency full
-// batches. Its messages carry from one item each (a trickle of single
-// events, a record's retry) to mesh.MaxWorkItems each (a backlog), and a
-// fetch counts messages, so a fetch is bounded by bytes as well: about
-// roundOf items' worth, at the size the partition's recent items had.
-// Items vary far less in size than messages vary in items, so a round of
-// a backlog after a round of single-item retries takes about as many items
-// as the one before, not up to two hundred times as many, as it did when a
-// fetch was sized by the items per message of the last round. What a
-// target's pushers hold is thereby about partitions x roundOf items,
-// whatever the backlog.
-
-// defaultItemBytes is what an item is taken to weigh before a partition has
-// seen any: about a contact of a dozen fields with its headers' share.
-const defaultItemBytes = 1024
+// batches. A fetch counts messages, which carry from one item each (a
+// trickle of single events) to mesh.MaxWorkItems each (a backlog), so the
+// partition learns how many items its work messages carried and asks for
+// that many fewer messages. A record's own subject (a retry, a deferral)
+// carries one item whatever the flow is: those messages are left out of
+// what is learned. Learned from them, a round of retries after a CRM came
+// back made the next fetch take as many backlog messages as it wanted
+// items, up to 200 times too many (a 1,000,000-record backlog drained with
+// the pushers holding 590 MB).
+//
+// A fetch is not bounded by bytes: with a pinned consumer the server
+// checks a message against the byte budget before it adds the pin header,
+// while nats.go counts the header and ends the fetch first, so that the
+// server goes on sending messages that nobody reads, each given back only
+// after the AckWait.
 
 // roundItems is how many items a round of tc pushes: concurrency full
 // batches.
 func roundItems(tc config.Target) int { return tc.BatchSize * max(tc.Concurrency, 1) }
 
-// roundOf is the byte bound of a fetch for want items: want items, or a
-// full work message if that is more (a target that pushes one record at a
-// time still takes a message whole), at the partition's item size, with a
-// quarter to spare.
-func (p *partition) roundOf(want int) int {
-	size := p.itemBytes
-	if size <= 0 {
-		size = defaultItemBytes
-	}
-	return int(float64(max(want, mesh.MaxWorkItems)) * size * 1.25)
+// fetchSize is about enough messages for want items, given how many items
+// the partition's recent work messages carried.
+func (p *partition) fetchSize(want int) int {
+	return min(max(int(math.Ceil(float64(want)/max(p.itemsPerMsg, 1))), 1), want)
 }
 
-// pull fetches the next messages of a round that wants want items: at most
-// want messages and roundOf(want) bytes, waiting at most wait for them.
-//
-// JetStream never splits a message: one larger than the bytes left ends
-// the fetch, and when it is the first, the fetch returns nothing, at once
-// (a 409 that the client does not pass on). An empty fetch that ends well
-// before its wait is taken for that, and the next pull takes one message
-// whatever its size, so that an unusually large message never stalls the
-// partition.
-func (p *partition) pull(want int, wait time.Duration) ([]jetstream.Msg, error) {
-	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup(mesh.PushGroup)}
-	bounded := !p.oversized
-	if bounded {
-		opts = append(opts, jetstream.FetchMaxBytes(p.roundOf(want)))
-	} else {
-		want = 1
+// learnItemsPerMsg remembers how many items the work messages of msgs
+// carried on average; the messages of record subjects do not count.
+func (p *partition) learnItemsPerMsg(msgs []jetstream.Msg) {
+	n, items := 0, 0
+	for _, m := range msgs {
+		if !isRecordSubject(m.Subject()) {
+			n++
+			items += mesh.Count(m)
+		}
 	}
-	start := time.Now()
-	batch, err := p.cons.Fetch(want, opts...)
+	if n > 0 {
+		p.itemsPerMsg = float64(items) / float64(n)
+	}
+}
+
+// pull fetches the next messages of a round that wants want items, waiting
+// at most wait for them.
+func (p *partition) pull(want int, wait time.Duration) ([]jetstream.Msg, error) {
+	batch, err := p.cons.Fetch(p.fetchSize(want), jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup(mesh.PushGroup))
 	if err != nil {
 		return nil, err
 	}
@@ -69,36 +65,5 @@ func (p *partition) pull(want int, wait time.Duration) ([]jetstream.Msg, error) 
 	for m := range batch.Messages() {
 		msgs = append(msgs, m)
 	}
-	err = batch.Error()
-	p.oversized = bounded && len(msgs) == 0 && err == nil && time.Since(start) < wait/2
-	return msgs, err
-}
-
-// learnItemBytes remembers how many bytes the items of msgs took on
-// average, as JetStream counts a message's size (subject, reply, headers
-// and data).
-func (p *partition) learnItemBytes(msgs []jetstream.Msg) {
-	bytes, items := 0, 0
-	for _, m := range msgs {
-		bytes += msgBytes(m)
-		items += mesh.Count(m)
-	}
-	if items > 0 {
-		p.itemBytes = float64(bytes) / float64(items)
-	}
-}
-
-// msgBytes is about the size JetStream counts for m against a fetch's
-// byte bound: its subject, reply subject, headers as written and data.
-func msgBytes(m jetstream.Msg) int {
-	n := len(m.Subject()) + len(m.Reply()) + len(m.Data())
-	if h := m.Headers(); len(h) > 0 {
-		n += len("NATS/1.0\r\n\r\n")
-		for k, vs := range h {
-			for _, v := range vs {
-				n += len(k) + len(": \r\n") + len(v)
-			}
-		}
-	}
-	return n
+	return msgs, batch.Error()
 }

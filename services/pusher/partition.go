@@ -70,12 +70,9 @@ type partition struct {
 	// message settled since the record was unblocked: an earlier one that
 	// comes after it is a copy left behind (forgotten with applied).
 	done map[string]uint64
-	// itemBytes is about how many bytes an item took in the partition's
-	// recent messages, as JetStream counts them (0: none seen yet);
-	// oversized says the last pull found the next message larger than a
-	// round's worth of them (see pull).
-	itemBytes float64
-	oversized bool
+	// itemsPerMsg is how many items the partition's recent work messages
+	// carried (see learnItemsPerMsg).
+	itemsPerMsg float64
 	// lost is set when a pull request learns that the pin moved on while
 	// this process was pushing.
 	lost atomic.Bool

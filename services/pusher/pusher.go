@@ -262,7 +262,7 @@ func (w *Worker) round(ctx context.Context, tc config.Target, p *partition, msgs
 		}
 		msgs = w.gatherRedeliveries(tc, p, msgs)
 	}
-	p.learnItemBytes(msgs)
+	p.learnItemsPerMsg(msgs)
 	stop := w.keepAlive(p, msgs)
 	errs := w.handle(hctx, tc, p, msgs)
 	stop()
