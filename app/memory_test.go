@@ -1,6 +1,11 @@
 package app
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+
+	statussvc "github.com/recordsync/record-sync/services/status"
+)
 
 func TestParseMemoryLimit(t *testing.T) {
 	for _, tt := range []struct {
@@ -40,5 +45,26 @@ func TestParseSize(t *testing.T) {
 		if got := formatSize(n); got != want {
 			t.Errorf("formatSize(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+// TestStatusBoundsDefaults: the settings' defaults are the status
+// service's own, so that a process started without them runs as the
+// documented defaults say.
+func TestStatusBoundsDefaults(t *testing.T) {
+	want := map[string]string{
+		"RECORDSYNC_STATUS_MAX_HELD": strconv.Itoa(statussvc.DefaultMaxHeld),
+		"RECORDSYNC_STATUS_CACHE":    formatSize(statussvc.DefaultCacheBytes),
+	}
+	for _, s := range Settings {
+		if w, ok := want[s.Name]; ok {
+			if s.Default != w {
+				t.Errorf("%s defaults to %q, the status service to %q", s.Name, s.Default, w)
+			}
+			delete(want, s.Name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no setting for %v", want)
 	}
 }
