@@ -56,7 +56,7 @@ func BenchmarkServices(b *testing.B) {
 	first := postBurst(b, s.info.HTTPURL, meshLoad{n: n, every: every, batch: 500, clients: 8})
 	stored := waitSynced(b, s, targets, want, first)
 	total := time.Since(first)
-	live := stopProfiles()
+	goals := stopProfiles()
 	cpuProfiles()
 	b.StopTimer()
 	b.ReportMetric(float64(n)/total.Seconds(), "records/s")
@@ -68,7 +68,7 @@ func BenchmarkServices(b *testing.B) {
 		if procs[name] != nil {
 			own += cpu
 		}
-		if v, ok := live[name]; ok {
+		if v, ok := goals[name]; ok {
 			b.ReportMetric(v, name+"-peak-heap-goal-MB")
 		}
 	}

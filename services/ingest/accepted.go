@@ -80,8 +80,9 @@ func (s *Service) receiptToken(ev *event.Event, at time.Time) string {
 
 // appendJSON appends r as JSON, as encoding/json would encode it but for
 // the escaping of HTML characters, which a token does not need: a token is
-// made per accepted event, and building it by hand takes a fifth of the
-// time a generic encoder takes (BenchmarkReceiptToken). Times are
+// made per accepted event, and built by hand its payload takes 0.4 µs and
+// no allocation, against 1.1 µs and two with the generic encoder
+// (BenchmarkReceiptToken; the signature takes about 1.5 µs more). Times are
 // RFC 3339 with nanoseconds, as time.Time's MarshalJSON writes them; the
 // edge only accepts times that it can write so (years 0 to 9999).
 func (r receipt) appendJSON(b []byte) []byte {

@@ -105,7 +105,7 @@ const (
 // bench-services with an 80% soft limit: peak 399 MB at 43 µs per record;
 // at 100,000 held, 520 MB at 76 µs, the collector running most of the
 // time). Past it a record is written early and its second write usually
-// misses the cache (a read first): that burst writes 1.25 records per
+// misses the cache (a read first): that burst makes 1.09-1.25 writes per
 // record instead of 1.00, at about the same CPU; at 20,000 the CPU
 // doubled. A backlog reaches it within seconds, where BusyHold writes the
 // records early anyway.
