@@ -39,7 +39,7 @@ type CRMSim struct {
 
 // StartCRMSim serves the emulator on addr (port 0 picks one), with the
 // sandbox credentials kept in <dataDir>/crmsim/credentials.json and each
-// CRM's records in <dataDir>/crmsim/<crm>.jsonl, so that a restart keeps
+// CRM's records in <dataDir>/crmsim/<crm>.db, so that a restart keeps
 // both.
 func StartCRMSim(addr, dataDir string, log *slog.Logger) (*CRMSim, error) {
 	dir := filepath.Join(dataDir, "crmsim")

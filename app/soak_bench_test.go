@@ -21,7 +21,8 @@ import (
 // 3,000, in a batch every 100 ms) to HubSpot and Salesforce through dev for
 // RECORDSYNC_BENCH_SOAK (default 10m), each record new, with the emulator
 // as a process of its own. Every 5 s it samples the resident memory of the
-// process (the services and NATS) and of the emulator; ten records a second
+// process (the services and NATS) and of the emulator (with and without
+// the pages of its files, which the kernel may take back); ten records a second
 // are followed until they read synced, to measure how long after the CRM's
 // confirmation (the status's last_pushed.at) synced is visible. It reports
 // the memory after the first minute and its growth from there to the
@@ -53,6 +54,7 @@ func BenchmarkSoak(b *testing.B) {
 		mu      sync.Mutex
 		rss     []float64 // the process, a sample every 5 s
 		simRSS  []float64
+		simAnon []float64 // the emulator's heap and stacks: its resident memory without the pages of its files
 		visible []time.Duration // synced visible after the CRM confirmed
 	)
 	follow := make(chan string, 64)
@@ -81,6 +83,7 @@ func BenchmarkSoak(b *testing.B) {
 			case <-tick.C:
 				mu.Lock()
 				rss, simRSS = append(rss, procMB("self", "VmRSS")), append(simRSS, procMB(sim.pid, "VmRSS"))
+				simAnon = append(simAnon, procMB(sim.pid, "RssAnon"))
 				mu.Unlock()
 			}
 		}
@@ -139,6 +142,7 @@ func BenchmarkSoak(b *testing.B) {
 	}
 	at, most := growth(rss)
 	simAt, simMost := growth(simRSS)
+	anonAt, anonMost := growth(simAnon)
 	slices.Sort(visible)
 	pct := func(p float64) float64 {
 		if len(visible) == 0 {
@@ -154,10 +158,12 @@ func BenchmarkSoak(b *testing.B) {
 	b.ReportMetric(peakRSSMB(), "peak-MB")
 	b.ReportMetric(simAt, "crmsim-rss-1min-MB")
 	b.ReportMetric(100*(simMost-simAt)/simAt, "crmsim-rss-growth-%")
+	b.ReportMetric(anonAt, "crmsim-anon-1min-MB")
+	b.ReportMetric(100*(anonMost-anonAt)/anonAt, "crmsim-anon-growth-%")
 	b.ReportMetric(pct(0.5), "visible-p50-ms")
 	b.ReportMetric(pct(0.99), "visible-p99-ms")
-	b.Logf("%d records in %v, all synced after %v; %d followed; memory every 5 s (MB): %s; emulator: %s", sent,
-		sending.Round(time.Second), total.Round(time.Second), len(visible), joinMB(rss), joinMB(simRSS))
+	b.Logf("%d records in %v, all synced after %v; %d followed; memory every 5 s (MB): %s; emulator: %s; the emulator without its files' pages: %s", sent,
+		sending.Round(time.Second), total.Round(time.Second), len(visible), joinMB(rss), joinMB(simRSS), joinMB(simAnon))
 }
 
 // syncedAfter polls record id's status every 20 ms until it reads synced

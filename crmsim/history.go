@@ -1,86 +1,115 @@
 package crmsim
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
-	"os"
 	"strings"
 
 	"github.com/recordsync/record-sync/shared/fastjson"
 )
 
-// history is the writes a CRM applied, by record identity: the writes are
-// lines of a lineLog (a file next to the records, or memory), and the
-// process keeps only where each identity's latest MaxHistoryPerIdentity
-// are (12 bytes a write). It starts empty with each emulator, as the
-// records do not: it tells what this run of the emulator did.
+// history is the writes a CRM applied, by record identity, each
+// identity's latest MaxHistoryPerIdentity: in a bbolt file next to the
+// records (a temporary one without), so that the process holds none of
+// them. It starts empty with each emulator, as the records do not: it
+// tells what this run of the emulator did.
 type history struct {
-	log  *lineLog
-	at   map[string][]span
-	kept int // spans in at
+	f          *boltFile
+	identities int // identities with writes kept
+	pending    int // writes added since the last commit
 }
 
+// The buckets of a history's file: the writes, by identity (its length in
+// front) and sequence number, and the count of each identity's writes.
+const (
+	writesBucket = "writes"
+	countsBucket = "counts"
+)
+
+// errNoHistory is what a history that is closed, or could not be opened,
+// answers.
+var errNoHistory = errors.New("no history file: closed, or it could not be opened")
+
+// historyCommitEvery bounds the writes a history holds uncommitted, and
+// so the pages its transaction keeps in memory.
+const historyCommitEvery = 512
+
 // HistoryPath is where a CRM whose records are in recordsPath keeps its
-// history ("": in memory).
+// history ("": a temporary file).
 func HistoryPath(recordsPath string) string {
 	if recordsPath == "" {
 		return ""
 	}
-	return strings.TrimSuffix(recordsPath, ".jsonl") + ".history.jsonl"
+	return strings.TrimSuffix(recordsPath, ".db") + ".history.db"
 }
 
-// openHistory starts an empty history at path ("": in memory), dropping
-// what an earlier run left there.
+// openHistory starts an empty history at path ("": a temporary file),
+// dropping what an earlier run left there.
 func openHistory(path string) (*history, error) {
 	if path != "" {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := removeIfThere(path); err != nil {
 			return nil, err
 		}
 	}
-	log, err := openLog(path, func([]byte, span) error { return nil })
+	f, err := openBolt(path, writesBucket, countsBucket)
 	if err != nil {
 		return nil, err
 	}
-	return &history{log: log, at: map[string][]span{}}, nil
+	return &history{f: f}, nil
 }
 
-// add appends w to identity's writes; it reports false when the history
-// already holds MaxHistoryIdentities other identities.
+// add appends w to identity's writes, dropping its oldest past
+// MaxHistoryPerIdentity; it reports false when the history already holds
+// MaxHistoryIdentities other identities.
 func (h *history) add(identity string, w Write) (bool, error) {
-	spans, ok := h.at[identity]
-	if !ok && len(h.at) >= MaxHistoryIdentities {
+	if h == nil {
+		return false, errNoHistory
+	}
+	counts, writes := h.f.bucket(countsBucket), h.f.bucket(writesBucket)
+	prefix := withLength(identity, 0)
+	var n uint32
+	if b := counts.Get(prefix); b != nil {
+		n = binary.BigEndian.Uint32(b)
+	} else if h.identities >= MaxHistoryIdentities {
 		return false, nil
+	} else {
+		h.identities++
 	}
 	b, err := fastjson.Marshal(w)
 	if err != nil {
 		return false, err
 	}
-	spans = append(spans, h.log.append(b))
-	h.kept++
-	if len(spans) > MaxHistoryPerIdentity {
-		h.kept -= len(spans) - MaxHistoryPerIdentity
-		spans = append(spans[:0:0], spans[len(spans)-MaxHistoryPerIdentity:]...)
+	h.f.changed()
+	var errs []error
+	if n >= MaxHistoryPerIdentity {
+		c := writes.Cursor()
+		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+			errs = append(errs, c.Delete())
+		}
+	} else {
+		n++
 	}
-	h.at[identity] = spans
-	if h.log.lines > 2*h.kept+compactSlack {
-		return true, h.compact()
+	errs = append(errs, writes.Put(binary.BigEndian.AppendUint64(withLength(identity, 8), uint64(w.Seq)), b),
+		counts.Put(prefix, binary.BigEndian.AppendUint32(nil, n)))
+	if h.pending++; h.pending >= historyCommitEvery {
+		h.pending = 0
+		errs = append(errs, h.f.commit())
 	}
-	if len(h.log.buf) >= 64<<10 {
-		return true, h.log.flush()
-	}
-	return true, nil
+	return true, errors.Join(errs...)
 }
 
 // get returns identity's writes, oldest first.
 func (h *history) get(identity string) ([]Write, error) {
-	spans := h.at[identity]
-	out := make([]Write, 0, len(spans))
-	for _, at := range spans {
-		line, err := h.log.read(at)
-		if err != nil {
-			return out, err
-		}
+	if h == nil {
+		return nil, errNoHistory
+	}
+	prefix := withLength(identity, 0)
+	var out []Write
+	c := h.f.bucket(writesBucket).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		var w Write
-		if err := fastjson.Unmarshal(line, &w); err != nil {
+		if err := fastjson.Unmarshal(v, &w); err != nil {
 			return out, err
 		}
 		out = append(out, w)
@@ -88,26 +117,14 @@ func (h *history) get(identity string) ([]Write, error) {
 	return out, nil
 }
 
-// compact rewrites the file with the writes kept.
-func (h *history) compact() error {
-	next := make(map[string][]span, len(h.at))
-	err := h.log.compact(func(move func(span) span) {
-		for identity, spans := range h.at {
-			moved := make([]span, len(spans))
-			for i, at := range spans {
-				moved[i] = move(at)
-			}
-			next[identity] = moved
-		}
-	})
-	if err == nil {
-		h.at = next
-	}
-	return err
-}
-
 // reset forgets every write.
 func (h *history) reset() error {
-	h.at, h.kept = map[string][]span{}, 0
-	return h.log.reset()
+	if h == nil {
+		return errNoHistory
+	}
+	h.identities, h.pending = 0, 0
+	return h.f.empty(writesBucket, countsBucket)
 }
+
+// close writes out what is pending and closes the file.
+func (h *history) close() error { return h.f.close() }

@@ -60,8 +60,9 @@ func (f Factory) Validate() error {
 
 // Open builds one CRM from each factory, with the sandbox credentials of
 // <dir>/credentials.json (new ones for a CRM that has none, written back)
-// and its records kept in <dir>/<name>.jsonl; dir "" keeps everything in
-// memory and writes nothing. Duplicate names are an error.
+// and its records kept in <dir>/<name>.db; dir "" keeps no credentials
+// and each CRM's records in a temporary file, gone with the process.
+// Duplicate names are an error.
 func Open(dir string, factories ...Factory) (*Server, error) {
 	stored := map[string]json.RawMessage{}
 	if dir != "" {
@@ -124,7 +125,7 @@ func RecordsPath(dir, name string) string {
 	if dir == "" {
 		return ""
 	}
-	return filepath.Join(dir, name+".jsonl")
+	return filepath.Join(dir, name+".db")
 }
 
 // Server serves every CRM under its prefix and the /_sim/ controls.

@@ -100,13 +100,13 @@ const (
 // window.
 func NewSim(limit int, window time.Duration) *Sim {
 	s := &Sim{defaultLimit: limit, defaultWindow: window}
-	s.history, _ = openHistory("") // in memory, nothing can fail
+	s.history, _ = openHistory("") // if it fails, every write reports errNoHistory
 	s.resetLocked()
 	return s
 }
 
 // KeepHistoryIn moves the history of writes to the file at path (see
-// HistoryPath), empty, so that the process keeps only where each write is.
+// HistoryPath), empty.
 func (s *Sim) KeepHistoryIn(path string) error {
 	h, err := openHistory(path)
 	if err != nil {
@@ -114,15 +114,28 @@ func (s *Sim) KeepHistoryIn(path string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	old := s.history
 	s.history = h
-	return nil
+	return s.closeHistory(old)
 }
 
 // Close closes the history's file.
 func (s *Sim) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.history.log.close()
+	err := s.closeHistory(s.history)
+	s.history = nil
+	return err
+}
+
+func (s *Sim) closeHistory(h *history) error {
+	if h == nil {
+		return nil
+	}
+	if err := h.close(); err != nil {
+		return fmt.Errorf("crmsim history: %w", err)
+	}
+	return nil
 }
 
 func (s *Sim) resetLocked() {

@@ -1,76 +1,71 @@
 package crmsim
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
+	"os"
+	"slices"
+	"strings"
 
 	"github.com/recordsync/record-sync/shared/fastjson"
 )
 
-// Store keeps one emulated CRM's records by id. With a path they live in
-// that file, and the process holds only where each one is (about 60 bytes
-// a record plus its id), so an emulator left up for a week does not grow
-// with what it holds; without a path the same lines are kept in memory.
+// Store keeps one emulated CRM's records by id, and an index of them by
+// the keys its keys function gives each record (HubSpot's emails,
+// Salesforce's external ids). Records and index are in a bbolt file (a
+// temporary one without a path), so the process holds neither: an
+// emulator left up for a week does not grow with what it holds. The index
+// is kept with each Put and Delete, in the same transaction as the record.
 //
-// Each change appends a line (the record as it now is, or its removal),
-// so the file survives a restart; once it holds more than twice as many
-// lines as there are records (plus compactSlack), Commit rewrites it with
-// one line per record, so the file stays bounded by the records it holds.
-// Get reads and decodes a record's line each time: what it returns is the
-// caller's own copy, which changes nothing until Put.
+// Changes are readable at once and written out by Commit, one
+// transaction per CRM request. Get decodes a record each time: what it
+// returns is the caller's own copy, which changes nothing until Put.
 //
 // A Store is not safe for concurrent use: the CRM calls it under its own
 // lock.
 type Store[T any] struct {
-	log *lineLog
-	at  map[string]span
-	err error // the first change that could not be encoded or read
+	f    *boltFile
+	keys func(*T) []string
+	n    int   // records held
+	err  error // the first change that could not be encoded or read
 }
 
-// compactSlack is how many lines past twice the live records a store may
-// hold before Commit compacts it.
-const compactSlack = 1024
+// The buckets of a store's file: the records by id, the index keys of each
+// record that has any, and the index, whose keys are an index key (with
+// its length in front) followed by a record id, and hold nothing.
+const (
+	recordsBucket = "records"
+	keysBucket    = "keys"
+	indexBucket   = "index"
+)
 
-// storeLine is one line of a store's file.
-type storeLine[T any] struct {
-	ID      string `json:"id"`
-	Value   *T     `json:"v,omitempty"`
-	Deleted bool   `json:"del,omitempty"`
-}
-
-// OpenStore opens (or creates) the store at path ("": in memory only) with
-// the records it holds. A last line cut short by a crash is dropped; any
-// other line that does not decode is an error.
-func OpenStore[T any](path string) (*Store[T], error) {
-	s := &Store[T]{at: map[string]span{}}
-	log, err := openLog(path, func(line []byte, at span) error {
-		var l storeLine[T]
-		if err := fastjson.Unmarshal(line, &l); err != nil {
-			return err
-		}
-		switch {
-		case l.ID == "":
-			return errors.New("no id")
-		case l.Deleted || l.Value == nil:
-			delete(s.at, l.ID)
-		default:
-			s.at[l.ID] = at
-		}
-		return nil
-	})
+// OpenStore opens (or creates) the store at path ("": a temporary file),
+// with the records it holds, indexed by keys (nil: no index). A records
+// file of the format before bbolt (JSON lines, at path with .jsonl for
+// .db) is read in and removed.
+func OpenStore[T any](path string, keys func(*T) []string) (*Store[T], error) {
+	f, err := openBolt(path, recordsBucket, keysBucket, indexBucket)
 	if err != nil {
 		return nil, fmt.Errorf("crmsim store: %w", err)
 	}
-	s.log = log
+	s := &Store[T]{f: f, keys: keys, n: f.bucket(recordsBucket).Stats().KeyN}
+	if path != "" {
+		if err := s.importLines(strings.TrimSuffix(path, ".db") + ".jsonl"); err != nil {
+			return nil, errors.Join(fmt.Errorf("crmsim store: %w", err), f.close())
+		}
+	}
 	return s, nil
 }
 
-// OpenRecords opens the store of a CRM whose records are at path ("": in
-// memory only) and, with a path, moves sim's history of writes to the file
-// beside it (HistoryPath).
-func OpenRecords[T any](sim *Sim, path string) (*Store[T], error) {
-	s, err := OpenStore[T](path)
+// OpenRecords opens the store of a CRM whose records are at path ("": a
+// temporary file), indexed by keys, and, with a path, moves sim's history
+// of writes to the file beside it (HistoryPath).
+func OpenRecords[T any](sim *Sim, path string, keys func(*T) []string) (*Store[T], error) {
+	s, err := OpenStore[T](path, keys)
 	if err != nil || path == "" {
 		return s, err
 	}
@@ -81,59 +76,126 @@ func OpenRecords[T any](sim *Sim, path string) (*Store[T], error) {
 }
 
 // Len is the number of records held.
-func (s *Store[T]) Len() int { return len(s.at) }
+func (s *Store[T]) Len() int { return s.n }
 
 // Has reports whether id is held, without reading it.
 func (s *Store[T]) Has(id string) bool {
-	_, ok := s.at[id]
-	return ok
+	return s.f.bucket(recordsBucket).Get([]byte(id)) != nil
 }
 
 // Get returns id's record. A record that cannot be read is reported by
 // the next Commit, and reads as missing.
 func (s *Store[T]) Get(id string) (T, bool) {
-	var l storeLine[T]
-	at, ok := s.at[id]
-	if !ok {
+	b := s.f.bucket(recordsBucket).Get([]byte(id))
+	if b == nil {
 		return *new(T), false
 	}
-	line, err := s.log.read(at)
-	if err == nil {
-		err = fastjson.Unmarshal(line, &l)
-	}
-	if err != nil || l.Value == nil {
-		s.err = errors.Join(s.err, fmt.Errorf("crmsim store: record %s: %w", id, errors.Join(err, errors.New("unreadable"))))
+	var v T
+	if err := fastjson.Unmarshal(b, &v); err != nil {
+		s.err = errors.Join(s.err, fmt.Errorf("crmsim store: record %s: %w", id, err))
 		return *new(T), false
 	}
-	return *l.Value, true
+	return v, true
 }
 
-// Put makes v id's record; Commit writes it out.
+// Put makes v id's record, and indexes it under its keys instead of the
+// ones it had; Commit writes it out.
 func (s *Store[T]) Put(id string, v T) {
-	b, err := fastjson.Marshal(storeLine[T]{ID: id, Value: &v})
+	b, err := fastjson.Marshal(&v)
+	if err == nil {
+		err = s.put(id, b, &v)
+	}
 	if err != nil {
 		s.err = errors.Join(s.err, fmt.Errorf("crmsim store: record %s: %w", id, err))
-		return
 	}
-	s.at[id] = s.log.append(b)
 }
 
-// Delete removes id's record; Commit writes it out.
+func (s *Store[T]) put(id string, b []byte, v *T) error {
+	records := s.f.bucket(recordsBucket)
+	if records.Get([]byte(id)) == nil {
+		s.n++
+	}
+	s.f.changed()
+	var keys []string
+	if s.keys != nil {
+		keys = s.keys(v)
+	}
+	if err := s.reindex(id, keys); err != nil {
+		return err
+	}
+	return records.Put([]byte(id), b)
+}
+
+// Delete removes id's record and its index keys; Commit writes it out.
 func (s *Store[T]) Delete(id string) {
-	if _, ok := s.at[id]; !ok {
+	records := s.f.bucket(recordsBucket)
+	if records.Get([]byte(id)) == nil {
 		return
 	}
-	b, _ := fastjson.Marshal(storeLine[T]{ID: id, Deleted: true}) // an id and a bool always encode
-	s.log.append(b)
-	delete(s.at, id)
+	s.f.changed()
+	s.n--
+	if err := errors.Join(s.reindex(id, nil), records.Delete([]byte(id))); err != nil {
+		s.err = errors.Join(s.err, fmt.Errorf("crmsim store: delete %s: %w", id, err))
+	}
 }
 
-// All yields every record, in no particular order. The store must not
-// change while All runs.
+// reindex moves id in the index from the keys it had to keys.
+func (s *Store[T]) reindex(id string, keys []string) error {
+	kb, index := s.f.bucket(keysBucket), s.f.bucket(indexBucket)
+	var old []string
+	if b := kb.Get([]byte(id)); b != nil {
+		old = strings.Split(string(b), "\x00")
+	}
+	var errs []error
+	for _, k := range old {
+		if !slices.Contains(keys, k) {
+			errs = append(errs, index.Delete(indexKey(k, id)))
+		}
+	}
+	for _, k := range keys {
+		if !slices.Contains(old, k) {
+			errs = append(errs, index.Put(indexKey(k, id), nil))
+		}
+	}
+	switch {
+	case len(keys) > 0:
+		errs = append(errs, kb.Put([]byte(id), []byte(strings.Join(keys, "\x00"))))
+	case old != nil:
+		errs = append(errs, kb.Delete([]byte(id)))
+	}
+	return errors.Join(errs...)
+}
+
+func indexKey(key, id string) []byte { return append(withLength(key, len(id)), id...) }
+
+// Find yields the ids of the records indexed under key, in id order.
+func (s *Store[T]) Find(key string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		prefix := withLength(key, 0)
+		c := s.f.bucket(indexBucket).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if !yield(string(k[len(prefix):])) {
+				return
+			}
+		}
+	}
+}
+
+// First returns the first id Find yields for key.
+func (s *Store[T]) First(key string) (string, bool) {
+	for id := range s.Find(key) {
+		return id, true
+	}
+	return "", false
+}
+
+// All yields every record, in the order of their ids as bytes. The store
+// must not change while All runs.
 func (s *Store[T]) All() iter.Seq2[string, T] {
 	return func(yield func(string, T) bool) {
-		for id := range s.at {
-			if v, ok := s.Get(id); ok && !yield(id, v) {
+		c := s.f.bucket(recordsBucket).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if v, ok := s.Get(string(k)); ok && !yield(string(k), v) {
 				return
 			}
 		}
@@ -141,42 +203,91 @@ func (s *Store[T]) All() iter.Seq2[string, T] {
 }
 
 // Commit writes out the changes since the last Commit, or reports why a
-// change or a read since then failed, and compacts the file when it holds
-// more than twice as many lines as records.
+// change or a read since then failed.
 func (s *Store[T]) Commit() error {
-	if err := errors.Join(s.err, s.log.flush()); err != nil {
+	if err := errors.Join(s.err, s.f.commit()); err != nil {
 		s.err = nil
 		return fmt.Errorf("crmsim store: %w", err)
 	}
-	if s.log.lines <= 2*len(s.at)+compactSlack {
-		return nil
-	}
-	next := make(map[string]span, len(s.at))
-	err := s.log.compact(func(move func(span) span) {
-		for id, at := range s.at {
-			next[id] = move(at)
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("crmsim store compact: %w", err)
-	}
-	s.at = next
 	return nil
 }
 
 // Reset drops every record, from the file too.
 func (s *Store[T]) Reset() error {
-	s.at, s.err = map[string]span{}, nil
-	if err := s.log.reset(); err != nil {
+	s.n, s.err = 0, nil
+	if err := s.f.empty(recordsBucket, keysBucket, indexBucket); err != nil {
 		return fmt.Errorf("crmsim store reset: %w", err)
 	}
 	return nil
 }
 
-// Close writes out what is buffered and closes the file.
+// Close writes out what is pending and closes the file.
 func (s *Store[T]) Close() error {
-	if err := s.log.close(); err != nil {
+	if err := s.f.close(); err != nil {
 		return fmt.Errorf("crmsim store: %w", err)
+	}
+	return nil
+}
+
+// storeLine is one line of a records file of the format before bbolt.
+type storeLine[T any] struct {
+	ID      string `json:"id"`
+	Value   *T     `json:"v,omitempty"`
+	Deleted bool   `json:"del,omitempty"`
+}
+
+// importLines reads the records file of the format before bbolt at path,
+// if there is one, into the store (each line a record's state, or its
+// removal; a last line cut short by a crash is dropped), commits them 10,000
+// lines at a time, and removes the file and the history beside it.
+func (s *Store[T]) importLines(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	for n := 1; ; n++ {
+		line, err := r.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			break // what is left, if anything, is a write cut short
+		}
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var l storeLine[T]
+		if err := fastjson.Unmarshal(line, &l); err != nil {
+			return fmt.Errorf("%s: line %d does not decode: %w", path, n, err)
+		}
+		if l.ID == "" {
+			return fmt.Errorf("%s: line %d has no id", path, n)
+		}
+		if l.Deleted || l.Value == nil {
+			s.Delete(l.ID)
+		} else {
+			s.Put(l.ID, *l.Value)
+		}
+		if n%10_000 == 0 {
+			if err := s.Commit(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.Commit(); err != nil {
+		return err
+	}
+	return errors.Join(os.Remove(path), removeIfThere(strings.TrimSuffix(path, ".jsonl")+".history.jsonl"))
+}
+
+func removeIfThere(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return nil
 }

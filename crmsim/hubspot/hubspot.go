@@ -67,17 +67,16 @@ type CRM struct {
 	creds  Credentials
 	tokens *crmsim.Tokens // OAuth access tokens
 
-	mu      sync.Mutex
-	store   *crmsim.Store[contact] // by HubSpot id, archived ones too
-	byEmail map[string]string      // lower-cased email -> id, live contacts only
-	nextID  int
-	live    int // contacts not archived
+	mu     sync.Mutex
+	store  *crmsim.Store[contact] // by HubSpot id, archived ones too; indexed by emailKeys
+	nextID int
+	live   int // contacts not archived
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
 
 // Factory builds the emulated HubSpot for crmsim.Open: its contacts are
-// kept in <dir>/hubspot.jsonl.
+// kept in <dir>/hubspot.db.
 func Factory() crmsim.Factory {
 	return crmsim.Factory{Name: "hubspot", New: func(raw json.RawMessage, dir string) (crmsim.CRM, error) {
 		var creds Credentials
@@ -104,7 +103,7 @@ func New(creds Credentials) *CRM {
 func Open(creds Credentials, path string) (*CRM, error) {
 	c := &CRM{sim: crmsim.NewSim(defaultLimit, defaultWindow), creds: creds, tokens: crmsim.NewTokens(accessTokenTTL)}
 	c.clear()
-	store, err := crmsim.OpenRecords[contact](c.sim, path)
+	store, err := crmsim.OpenRecords(c.sim, path, emailKeys)
 	if err != nil {
 		return nil, fmt.Errorf("hubspot: %w", err)
 	}
@@ -115,12 +114,26 @@ func Open(creds Credentials, path string) (*CRM, error) {
 		}
 		if !ct.Archived {
 			c.live++
-			if e := ct.Properties["email"]; e != "" {
-				c.byEmail[e] = id
-			}
 		}
 	}
 	return c, nil
+}
+
+// emailKeys indexes a live contact by its email (lower-cased by setProp);
+// an archived one leaves the index.
+func emailKeys(ct *contact) []string {
+	if e := ct.Properties["email"]; e != "" && !ct.Archived {
+		return []string{e}
+	}
+	return nil
+}
+
+// byEmail returns the id of the live contact with email, lower-cased.
+func (c *CRM) byEmail(email string) (string, bool) {
+	if email == "" {
+		return "", false
+	}
+	return c.store.First(email)
 }
 
 // Name implements crmsim.CRM.
@@ -137,7 +150,7 @@ func (c *CRM) Credentials() any { return c.creds }
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 func (c *CRM) clear() {
-	c.byEmail, c.nextID, c.live = map[string]string{}, 1001, 0
+	c.nextID, c.live = 1001, 0
 }
 
 // Reset implements crmsim.CRM: the contacts and their file are emptied.
@@ -519,15 +532,8 @@ func (c *CRM) wrote(ct *contact, op string, props map[string]string) {
 
 // updateLocked sets props on ct, keeping the email index right.
 func (c *CRM) updateLocked(ct *contact, props map[string]string) {
-	oldEmail := ct.Properties["email"]
 	for k, v := range props {
 		setProp(ct.Properties, k, v)
-	}
-	if e := ct.Properties["email"]; e != oldEmail {
-		delete(c.byEmail, oldEmail)
-		if e != "" {
-			c.byEmail[e] = ct.ID
-		}
 	}
 	ct.UpdatedAt = time.Now().UTC()
 	c.saveLocked(ct)
@@ -537,7 +543,7 @@ func (c *CRM) updateLocked(ct *contact, props map[string]string) {
 func (c *CRM) upsertLocked(in input) (*contact, bool) {
 	email := strings.ToLower(in.ID)
 	now := time.Now().UTC()
-	if id, ok := c.byEmail[email]; ok {
+	if id, ok := c.byEmail(email); ok {
 		ct, _ := c.getLocked(id)
 		for k, v := range in.Properties {
 			setProp(ct.Properties, k, v)
@@ -549,7 +555,6 @@ func (c *CRM) upsertLocked(in input) (*contact, bool) {
 	}
 	ct := c.createLocked(in.Properties, now)
 	ct.Properties["email"] = email
-	c.byEmail[email] = ct.ID
 	c.saveLocked(ct)
 	return ct, true
 }
@@ -598,7 +603,6 @@ func (c *CRM) archiveLocked(id string) bool {
 	c.wrote(ct, "archive", nil)
 	c.live--
 	ct.UpdatedAt = time.Now().UTC()
-	delete(c.byEmail, ct.Properties["email"])
 	c.saveLocked(ct)
 	return true
 }
@@ -607,7 +611,7 @@ func (c *CRM) archiveLocked(id string) bool {
 // "email".
 func (c *CRM) lookupLocked(id, idProperty string) (*contact, bool) {
 	if idProperty == "email" {
-		id = c.byEmail[strings.ToLower(id)]
+		id, _ = c.byEmail(strings.ToLower(id))
 	}
 	ct, ok := c.getLocked(id)
 	if !ok || ct.Archived {
@@ -715,7 +719,7 @@ func (c *CRM) batchCreate(w http.ResponseWriter, r *http.Request, timeout bool, 
 				writeErr(w, http.StatusBadRequest, "VALIDATION_ERROR", "Property values were not valid: "+errs[0].Message, errs...)
 				return
 			}
-			if id, ok := c.byEmail[strings.ToLower(in.Properties["email"])]; ok && in.Properties["email"] != "" {
+			if id, ok := c.byEmail(strings.ToLower(in.Properties["email"])); ok {
 				c.mu.Unlock()
 				writeErr(w, http.StatusConflict, "CONFLICT", "Contact already exists. Existing ID: "+id)
 				return
@@ -728,7 +732,7 @@ func (c *CRM) batchCreate(w http.ResponseWriter, r *http.Request, timeout bool, 
 		var e *errorBody
 		if errs := validateProperties(in.Properties); len(errs) > 0 {
 			e = &errorBody{Status: "error", Category: "VALIDATION_ERROR", Message: "Property values were not valid: " + errs[0].Message, Errors: errs}
-		} else if id, ok := c.byEmail[email]; ok && email != "" {
+		} else if id, ok := c.byEmail(email); ok {
 			e = &errorBody{Status: "error", Category: "CONFLICT", Message: "Contact already exists. Existing ID: " + id}
 		} else if c.sim.Roll(partial) {
 			tf := temporaryFailure(in.ObjectWriteTraceID)
@@ -740,9 +744,6 @@ func (c *CRM) batchCreate(w http.ResponseWriter, r *http.Request, timeout bool, 
 			continue
 		}
 		ct := c.createLocked(in.Properties, time.Now().UTC())
-		if email != "" {
-			c.byEmail[email] = ct.ID
-		}
 		resp.Results = append(resp.Results, ct.json(nil, nil))
 	}
 	c.answerBatch(w, r, timeout, http.StatusCreated, resp)
@@ -769,15 +770,12 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool, _ flo
 	}
 	email := strings.ToLower(in.Properties["email"])
 	c.mu.Lock()
-	if id, ok := c.byEmail[email]; ok && email != "" {
+	if id, ok := c.byEmail(email); ok {
 		c.mu.Unlock()
 		writeErr(w, http.StatusConflict, "CONFLICT", "Contact already exists. Existing ID: "+id)
 		return
 	}
 	ct := c.createLocked(in.Properties, time.Now().UTC())
-	if email != "" {
-		c.byEmail[email] = ct.ID
-	}
 	c.wrote(ct, "create", in.Properties)
 	c.unlockAnswer(w, r, timeout, http.StatusCreated, ct.json(nil, nil))
 }
@@ -814,7 +812,7 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool, _ flo
 		return
 	}
 	if e := in.Properties["email"]; e != "" {
-		if other, taken := c.byEmail[strings.ToLower(e)]; taken && other != ct.ID {
+		if other, taken := c.byEmail(strings.ToLower(e)); taken && other != ct.ID {
 			c.mu.Unlock()
 			writeErr(w, http.StatusConflict, "CONFLICT", "Contact already exists. Existing ID: "+other)
 			return

@@ -188,7 +188,7 @@ func (c *CRM) list(w http.ResponseWriter, r *http.Request, _ bool) {
 	c.mu.Lock()
 	var match []*prospect
 	if want := q.filters["emails"]; len(want) == 1 && !strings.Contains(want[0], "..") {
-		for id := range c.byEmail[strings.ToLower(want[0])] {
+		for id := range c.withEmail(strings.ToLower(want[0])) {
 			if p, ok := c.getLocked(id); ok && q.matches(p) {
 				match = append(match, p)
 			}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"mime"
 	"net/http"
@@ -47,16 +48,15 @@ type CRM struct {
 
 	tokens *crmsim.Tokens
 
-	mu      sync.Mutex
-	store   *crmsim.Store[prospect] // by id in decimal
-	byEmail map[string]map[int]bool // lower-cased email -> prospect ids
-	next    int
+	mu    sync.Mutex
+	store *crmsim.Store[prospect] // by id in decimal, indexed by emailKeys
+	next  int
 }
 
 var _ crmsim.CRM = (*CRM)(nil)
 
 // Factory builds the emulated Outreach for crmsim.Open: its prospects are
-// kept in <dir>/outreach.jsonl.
+// kept in <dir>/outreach.db.
 func Factory() crmsim.Factory {
 	return crmsim.Factory{Name: "outreach", New: func(raw json.RawMessage, dir string) (crmsim.CRM, error) {
 		var creds Credentials
@@ -81,13 +81,12 @@ func New(creds Credentials) *CRM {
 func Open(creds Credentials, path string) (*CRM, error) {
 	c := &CRM{sim: crmsim.NewSim(10000, time.Hour), creds: creds, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.clear()
-	store, err := crmsim.OpenRecords[prospect](c.sim, path)
+	store, err := crmsim.OpenRecords(c.sim, path, emailKeys)
 	if err != nil {
 		return nil, fmt.Errorf("outreach: %w", err)
 	}
 	c.store = store
 	for _, p := range store.All() {
-		c.indexLocked(&p, true)
 		c.next = max(c.next, p.ID+1)
 	}
 	return c, nil
@@ -110,7 +109,7 @@ func (c *CRM) Credentials() any { return c.creds }
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 func (c *CRM) clear() {
-	c.byEmail, c.next = map[string]map[int]bool{}, 1
+	c.next = 1
 }
 
 // Reset implements crmsim.CRM: the prospects and their file are emptied.
@@ -244,17 +243,16 @@ func emails(attrs map[string]any) []string {
 	return out
 }
 
-// indexLocked adds (or, with add false, removes) p under each of its
-// emails.
-func (c *CRM) indexLocked(p *prospect, add bool) {
-	for _, e := range emails(p.Attributes) {
-		if add {
-			if c.byEmail[e] == nil {
-				c.byEmail[e] = map[int]bool{}
+// emailKeys indexes a prospect by each of its emails, lower-cased.
+func emailKeys(p *prospect) []string { return emails(p.Attributes) }
+
+// withEmail yields the ids of the prospects with email, lower-cased.
+func (c *CRM) withEmail(email string) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for id := range c.store.Find(email) {
+			if n, err := strconv.Atoi(id); err == nil && !yield(n) {
+				return
 			}
-			c.byEmail[e][p.ID] = true
-		} else if delete(c.byEmail[e], p.ID); len(c.byEmail[e]) == 0 {
-			delete(c.byEmail, e)
 		}
 	}
 }
@@ -297,12 +295,11 @@ func (c *CRM) create(w http.ResponseWriter, r *http.Request, timeout bool) {
 	now := time.Now().UTC()
 	c.mu.Lock()
 	for _, e := range emails(attrs) {
-		if len(c.byEmail[e]) > 0 {
+		if _, taken := c.store.First(e); taken {
 			c.sim.Duplicate() // Outreach does not stop it; a faithful client never does it
 		}
 	}
 	p := &prospect{ID: c.next, Attributes: attrs, CreatedAt: now, UpdatedAt: now}
-	c.indexLocked(p, true)
 	c.next++
 	c.saveLocked(p)
 	c.unlockAnswer(w, r, timeout, http.StatusCreated, map[string]any{"data": p.resource()})
@@ -343,11 +340,9 @@ func (c *CRM) update(w http.ResponseWriter, r *http.Request, timeout bool) {
 		c.mu.Unlock()
 		return
 	}
-	c.indexLocked(p, false)
 	for k, v := range attrs {
 		p.Attributes[k] = v
 	}
-	c.indexLocked(p, true)
 	p.UpdatedAt = time.Now().UTC()
 	c.saveLocked(p)
 	c.unlockAnswer(w, r, timeout, http.StatusOK, map[string]any{"data": p.resource()})
@@ -360,7 +355,6 @@ func (c *CRM) delete(w http.ResponseWriter, r *http.Request, timeout bool) {
 		c.mu.Unlock()
 		return
 	}
-	c.indexLocked(p, false)
 	c.store.Delete(strconv.Itoa(p.ID))
 	c.unlockAnswer(w, r, timeout, http.StatusNoContent, nil)
 }

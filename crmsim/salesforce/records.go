@@ -137,10 +137,10 @@ func (t *tx) put(r *record) {
 // wrote nothing: commit adds nothing to the history.
 func (t *tx) rollback() {
 	for _, id := range t.touched {
-		t.c.unindex(t.after[id])
+		t.c.dropLive(t.after[id])
 		if prev := t.before[id]; prev != nil {
 			t.c.putLocked(prev)
-			t.c.index(prev)
+			t.c.addLive(prev)
 		} else {
 			t.c.store.Delete(id)
 		}
@@ -169,24 +169,18 @@ func (t *tx) commit() error {
 	return t.c.commitLocked()
 }
 
-// index adds a record to the live count and the external id index.
-func (c *CRM) index(r *record) {
-	if r.Deleted {
-		return
-	}
-	c.live++
-	if ext, _ := r.Fields[ExternalID].(string); ext != "" {
-		c.byExt[extKey(r.Type, ext)] = r.ID
+// addLive counts r among the live records unless it is deleted (the
+// store indexes its external id: extKeys).
+func (c *CRM) addLive(r *record) {
+	if !r.Deleted {
+		c.live++
 	}
 }
 
-func (c *CRM) unindex(r *record) {
-	if r.Deleted {
-		return
-	}
-	c.live--
-	if ext, _ := r.Fields[ExternalID].(string); ext != "" && c.byExt[extKey(r.Type, ext)] == r.ID {
-		delete(c.byExt, extKey(r.Type, ext))
+// dropLive takes r out of the live count unless it is deleted.
+func (c *CRM) dropLive(r *record) {
+	if !r.Deleted {
+		c.live--
 	}
 }
 
@@ -197,7 +191,7 @@ func (c *CRM) duplicateLocked(o *object, id string, fields map[string]any) *item
 	if ext == "" {
 		return nil
 	}
-	if other, ok := c.byExt[extKey(o.Name, ext)]; ok && other != id {
+	if other, ok := c.byExt(o.Name, ext); ok && other != id {
 		return newErr("DUPLICATE_VALUE", fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s", ExternalID, other), ExternalID)
 	}
 	return nil
@@ -236,7 +230,7 @@ func (c *CRM) createLocked(t *tx, o *object, body map[string]any) (*record, *ite
 	r := &record{ID: idFor(o, c.next), Type: o.Name, Fields: fields, Created: now, Modified: now}
 	c.next++
 	t.put(r)
-	c.index(r)
+	c.addLive(r)
 	return r, nil
 }
 
@@ -258,7 +252,7 @@ func (c *CRM) updateLocked(t *tx, r *record, body map[string]any) *itemError {
 	if e := c.duplicateLocked(o, r.ID, fields); e != nil {
 		return e
 	}
-	c.unindex(r)
+	c.dropLive(r)
 	for k, v := range fields {
 		if v == nil {
 			delete(r.Fields, k)
@@ -268,7 +262,7 @@ func (c *CRM) updateLocked(t *tx, r *record, body map[string]any) *itemError {
 	}
 	r.Modified = time.Now().UTC()
 	t.put(r)
-	c.index(r)
+	c.addLive(r)
 	return nil
 }
 
@@ -277,7 +271,7 @@ func (c *CRM) deleteLocked(t *tx, r *record) *itemError {
 	if r.Deleted {
 		return newErr("ENTITY_IS_DELETED", "entity is deleted")
 	}
-	c.unindex(r)
+	c.dropLive(r)
 	r.Deleted = true
 	r.Modified = time.Now().UTC()
 	t.put(r)
@@ -477,7 +471,7 @@ func (c *CRM) extLookupLocked(k call) (*object, *record, bool) {
 		}
 		return o, r, true
 	case strings.EqualFold(field, ExternalID):
-		if id, ok := c.byExt[extKey(o.Name, value)]; ok {
+		if id, ok := c.byExt(o.Name, value); ok {
 			r, ok := c.getLocked(id)
 			return o, r, ok
 		}
@@ -692,8 +686,8 @@ func (c *CRM) upsertMany(k call) {
 			return failed(newErr("DUPLICATE_EXTERNAL_ID", "Duplicate external id specified: "+ext, ExternalID))
 		}
 		seen[strings.ToLower(ext)] = true
-		if id, ok := c.byExt[extKey(o.Name, ext)]; ok {
-			r, _ := c.getLocked(id) // byExt holds live records only
+		if id, ok := c.byExt(o.Name, ext); ok {
+			r, _ := c.getLocked(id) // the index holds live records only
 			if e := c.updateLocked(t, r, rec); e != nil {
 				return failed(e)
 			}

@@ -73,8 +73,7 @@ type CRM struct {
 	tokens *crmsim.Tokens
 
 	mu      sync.Mutex
-	store   *crmsim.Store[record] // by id, deleted ones too: the recycle bin
-	byExt   map[string]string     // type + "/" + lower-cased external id -> id, live records only
+	store   *crmsim.Store[record] // by id, deleted ones too: the recycle bin; indexed by extKeys
 	next    int
 	live    int
 	cursors cursors
@@ -83,7 +82,7 @@ type CRM struct {
 var _ crmsim.CRM = (*CRM)(nil)
 
 // Factory builds the emulated org for crmsim.Open: its records are kept in
-// <dir>/salesforce.jsonl.
+// <dir>/salesforce.db.
 func Factory() crmsim.Factory {
 	return crmsim.Factory{Name: "salesforce", New: func(raw json.RawMessage, dir string) (crmsim.CRM, error) {
 		var creds Credentials
@@ -116,7 +115,7 @@ func Open(creds Credentials, path string) (*CRM, error) {
 	}
 	c := &CRM{sim: crmsim.NewSim(1000, time.Minute), creds: creds, pub: &key.PublicKey, tokens: crmsim.NewTokens(2 * time.Hour)}
 	c.clear()
-	store, err := crmsim.OpenRecords[record](c.sim, path)
+	store, err := crmsim.OpenRecords(c.sim, path, extKeys)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce: %w", err)
 	}
@@ -127,12 +126,7 @@ func Open(creds Credentials, path string) (*CRM, error) {
 				c.next = max(c.next, n+1)
 			}
 		}
-		if !rec.Deleted {
-			c.live++
-			if ext, ok := rec.Fields[ExternalID].(string); ok && ext != "" {
-				c.byExt[extKey(rec.Type, ext)] = id
-			}
-		}
+		c.addLive(&rec)
 	}
 	return c, nil
 }
@@ -163,7 +157,7 @@ func (c *CRM) Credentials() any { return c.creds }
 func (c *CRM) ExpireTokens() { c.tokens.Expire() }
 
 func (c *CRM) clear() {
-	c.byExt, c.next, c.live = map[string]string{}, 1, 0
+	c.next, c.live = 1, 0
 	c.cursors = cursors{byID: map[string]*cursor{}}
 }
 
@@ -203,7 +197,19 @@ func (c *CRM) getLocked(id string) (*record, bool) {
 // putLocked keeps r's new state.
 func (c *CRM) putLocked(r *record) { c.store.Put(r.ID, *r) }
 
+// extKeys indexes a live record by its type and lower-cased external id.
+func extKeys(r *record) []string {
+	if ext, _ := r.Fields[ExternalID].(string); ext != "" && !r.Deleted {
+		return []string{extKey(r.Type, ext)}
+	}
+	return nil
+}
+
 func extKey(typ, ext string) string { return typ + "/" + strings.ToLower(ext) }
+
+// byExt returns the id of the live record of type typ with external id
+// ext.
+func (c *CRM) byExt(typ, ext string) (string, bool) { return c.store.First(extKey(typ, ext)) }
 
 // Register implements crmsim.CRM.
 func (c *CRM) Register(mux *http.ServeMux, prefix string) {
