@@ -23,6 +23,16 @@ import (
 // items, up to 200 times too many (a 1,000,000-record backlog drained with
 // the pushers holding 590 MB).
 //
+// What is learned lags a change in the flow by one round: after a trickle
+// of single events (one item a message) a backlog's first round would take
+// as many messages as it wants items, each of up to mesh.MaxWorkItems. So
+// a round's first fetch asks for at most enough messages for overFetch
+// times its items, were each full; only when all of those came at once and
+// carried fewer items than the round wants does a second fetch, sized by
+// what they carried, take the rest. A round then holds at most overFetch
+// times its items, unless the flow turns from single items to full
+// messages within one round's second fetch.
+//
 // A fetch is not bounded by bytes: with a pinned consumer the server
 // checks a message against the byte budget before it adds the pin header,
 // while nats.go counts the header and ends the fetch first, so that the
@@ -54,10 +64,56 @@ func (p *partition) learnItemsPerMsg(msgs []jetstream.Msg) {
 	}
 }
 
+// overFetch bounds the items a round's first fetch may bring, as a
+// multiple of the items the round wants.
+const overFetch = 4
+
+// firstFetch is how many messages a round's first fetch asks for, out of
+// the size it wants in all: at most enough for overFetch times want items
+// of full messages.
+func firstFetch(want, size int) int {
+	return min(size, max(1, (overFetch*want+mesh.MaxWorkItems-1)/mesh.MaxWorkItems))
+}
+
+// secondFetch is how many messages a round that wants want items, and asked
+// for size messages, fetches after its first fetch brought got (every one
+// it asked for): none when they carry want items or size was asked, else as
+// many as the items got carried per message say the rest needs.
+func secondFetch(want, size int, got []jetstream.Msg) int {
+	items := 0
+	for _, m := range got {
+		items += mesh.Count(m)
+	}
+	if items >= want || len(got) >= size {
+		return 0
+	}
+	return min(size-len(got), max(1, (want-items)*len(got)/max(items, 1)))
+}
+
 // pull fetches the next messages of a round that wants want items, waiting
-// at most wait for them.
+// at most wait for them in all: a first fetch bounded by firstFetch, and a
+// second (secondFetch) when the first brought every message it asked for at
+// once.
 func (p *partition) pull(want int, wait time.Duration) ([]jetstream.Msg, error) {
-	batch, err := p.cons.Fetch(p.fetchSize(want), jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup(mesh.PushGroup))
+	deadline := time.Now().Add(wait)
+	size := p.fetchSize(want)
+	first := firstFetch(want, size)
+	msgs, err := p.fetch(first, wait)
+	if err != nil || len(msgs) < first {
+		return msgs, err
+	}
+	left := time.Until(deadline)
+	rest := secondFetch(want, size, msgs)
+	if rest == 0 || left < time.Millisecond {
+		return msgs, nil
+	}
+	more, err := p.fetch(rest, left)
+	return append(msgs, more...), err
+}
+
+// fetch takes up to n messages of the partition, waiting at most wait.
+func (p *partition) fetch(n int, wait time.Duration) ([]jetstream.Msg, error) {
+	batch, err := p.cons.Fetch(n, jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup(mesh.PushGroup))
 	if err != nil {
 		return nil, err
 	}

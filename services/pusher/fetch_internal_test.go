@@ -61,3 +61,39 @@ func TestFetchSizeFollowsWorkMessages(t *testing.T) {
 		t.Errorf("a probe fetches %d messages, want 1", got)
 	}
 }
+
+// TestRoundFetchesAreBounded: a round's first fetch brings at most
+// overFetch times its items, however few items the partition's messages
+// carried before; a second fetch, sized by what the first brought, takes
+// the rest only when the first brought all it asked for and too few items.
+func TestRoundFetchesAreBounded(t *testing.T) {
+	const work = "sync.push.hubspot.3"
+	cases := []struct {
+		name       string
+		want, size int
+		first      int
+		got        []jetstream.Msg // what the first fetch brought
+		second     int
+	}{
+		{"after a trickle, a backlog's full messages", 400, 400, 8, msgs(8, 200, work), 0},
+		{"a backlog of single events", 400, 400, 8, msgs(8, 1, work), 392},
+		{"messages of 20 items", 400, 400, 8, msgs(8, 20, work), 12},
+		{"as the partition's messages ran: one fetch", 400, 7, 7, msgs(7, 60, work), 0},
+		{"a probe", 1, 1, 1, msgs(1, 1, work), 0},
+		{"a record's retries, one item each", 400, 20, 8, msgs(8, 1, work+".rk-1"), 12},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			first := firstFetch(c.want, c.size)
+			if first != c.first {
+				t.Fatalf("first fetch %d messages, want %d", first, c.first)
+			}
+			if first*mesh.MaxWorkItems > overFetch*c.want+mesh.MaxWorkItems {
+				t.Fatalf("a first fetch of %d full messages brings more than %d times %d items", first, overFetch, c.want)
+			}
+			if got := secondFetch(c.want, c.size, c.got); got != c.second {
+				t.Fatalf("second fetch %d messages, want %d", got, c.second)
+			}
+		})
+	}
+}

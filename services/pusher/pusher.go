@@ -298,10 +298,11 @@ func (w *Worker) gatherRedeliveries(tc config.Target, p *partition, msgs []jetst
 	}
 	for more := msgs; redelivered(more) && len(msgs) < 20*mesh.MaxWorkItems; {
 		var err error
-		if more, err = p.pull(roundItems(tc), 100*time.Millisecond); err != nil {
+		more, err = p.pull(roundItems(tc), 100*time.Millisecond)
+		msgs = append(msgs, more...)
+		if err != nil {
 			break
 		}
-		msgs = append(msgs, more...)
 	}
 	return msgs
 }
