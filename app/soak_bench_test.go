@@ -54,7 +54,7 @@ func BenchmarkSoak(b *testing.B) {
 		mu      sync.Mutex
 		rss     []float64 // the process, a sample every 5 s
 		simRSS  []float64
-		simAnon []float64 // the emulator's heap and stacks: its resident memory without the pages of its files
+		simAnon []float64       // the emulator's heap and stacks: its resident memory without the pages of its files
 		visible []time.Duration // synced visible after the CRM confirmed
 	)
 	follow := make(chan string, 64)

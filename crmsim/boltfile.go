@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // boltFile is a bbolt database with one write transaction always open:
@@ -48,7 +49,7 @@ func openBolt(path string, buckets ...string) (*boltFile, error) {
 	if temp {
 		_ = os.Remove(path) // the open file stays usable
 	}
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s is open in another process", path)
 	}
 	if err != nil {
@@ -94,7 +95,7 @@ func (b *boltFile) commit() error {
 // empty replaces each of buckets by an empty one, and commits.
 func (b *boltFile) empty(buckets ...string) error {
 	for _, name := range buckets {
-		if err := b.tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := b.tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return err
 		}
 		if _, err := b.tx.CreateBucket([]byte(name)); err != nil {
