@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/recordsync/record-sync/shared/fastjson"
@@ -90,7 +91,7 @@ func (h *history) add(identity string, w Write) (bool, error) {
 	} else {
 		n++
 	}
-	errs = append(errs, writes.Put(binary.BigEndian.AppendUint64(withLength(identity, 8), uint64(w.Seq)), b),
+	errs = append(errs, writes.Put(binary.BigEndian.AppendUint64(slices.Clip(prefix), uint64(w.Seq)), b),
 		counts.Put(prefix, binary.BigEndian.AppendUint32(nil, n)))
 	if h.pending++; h.pending >= historyCommitEvery {
 		h.pending = 0

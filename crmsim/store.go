@@ -111,8 +111,8 @@ func (s *Store[T]) Put(id string, v T) {
 }
 
 func (s *Store[T]) put(id string, b []byte, v *T) error {
-	records := s.f.bucket(recordsBucket)
-	if records.Get([]byte(id)) == nil {
+	records, key := s.f.bucket(recordsBucket), []byte(id)
+	if records.Get(key) == nil {
 		s.n++
 	}
 	s.f.changed()
@@ -120,30 +120,30 @@ func (s *Store[T]) put(id string, b []byte, v *T) error {
 	if s.keys != nil {
 		keys = s.keys(v)
 	}
-	if err := s.reindex(id, keys); err != nil {
+	if err := s.reindex(key, keys); err != nil {
 		return err
 	}
-	return records.Put([]byte(id), b)
+	return records.Put(key, b)
 }
 
 // Delete removes id's record and its index keys; Commit writes it out.
 func (s *Store[T]) Delete(id string) {
-	records := s.f.bucket(recordsBucket)
-	if records.Get([]byte(id)) == nil {
+	records, key := s.f.bucket(recordsBucket), []byte(id)
+	if records.Get(key) == nil {
 		return
 	}
 	s.f.changed()
 	s.n--
-	if err := errors.Join(s.reindex(id, nil), records.Delete([]byte(id))); err != nil {
+	if err := errors.Join(s.reindex(key, nil), records.Delete(key)); err != nil {
 		s.err = errors.Join(s.err, fmt.Errorf("crmsim store: delete %s: %w", id, err))
 	}
 }
 
-// reindex moves id in the index from the keys it had to keys.
-func (s *Store[T]) reindex(id string, keys []string) error {
+// reindex moves the record id in the index from the keys it had to keys.
+func (s *Store[T]) reindex(id []byte, keys []string) error {
 	kb, index := s.f.bucket(keysBucket), s.f.bucket(indexBucket)
 	var old []string
-	if b := kb.Get([]byte(id)); b != nil {
+	if b := kb.Get(id); b != nil {
 		old = strings.Split(string(b), "\x00")
 	}
 	var errs []error
@@ -159,14 +159,14 @@ func (s *Store[T]) reindex(id string, keys []string) error {
 	}
 	switch {
 	case len(keys) > 0:
-		errs = append(errs, kb.Put([]byte(id), []byte(strings.Join(keys, "\x00"))))
+		errs = append(errs, kb.Put(id, []byte(strings.Join(keys, "\x00"))))
 	case old != nil:
-		errs = append(errs, kb.Delete([]byte(id)))
+		errs = append(errs, kb.Delete(id))
 	}
 	return errors.Join(errs...)
 }
 
-func indexKey(key, id string) []byte { return append(withLength(key, len(id)), id...) }
+func indexKey(key string, id []byte) []byte { return append(withLength(key, len(id)), id...) }
 
 // Find yields the ids of the records indexed under key, in id order.
 func (s *Store[T]) Find(key string) iter.Seq[string] {
